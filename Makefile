@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: venv run run-fashion test test-all bench fashion-data clean
+
+venv: $(STAMP)
+
+# Reinstall only when the packaging changes.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Debian ships the full Fashion-MNIST; install it where we are root and apt exists, else say so.
+fashion-data:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests use generated IDX files only"; \
+	else echo "note: not root or no apt-get; skipping dataset-fashion-mnist"; fi
+
+run: $(STAMP)
+	$(PY) -m pipeline.run --flagfile=configs/mnist.flags
+
+run-fashion: $(STAMP) fashion-data
+	$(PY) -m pipeline.run --flagfile=configs/fashion_mnist.flags
+
+test: $(STAMP) fashion-data
+	$(PY) -m pytest
+
+# Everything, the slow benchmarks included.
+test-all: $(STAMP) fashion-data
+	$(PY) -m pytest -m ""
+
+bench: $(STAMP) fashion-data
+	$(PY) -m benchmarks.compare --out_dir=bench_out
+
+clean:
+	rm -rf $(VENV) runs bench_out *.egg-info

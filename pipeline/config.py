@@ -1,0 +1,50 @@
+"""The run's configuration: one frozen dataclass built from flags in run.py and read by every stage."""
+
+import dataclasses
+from typing import Optional
+
+DATASETS = ("mnist", "fashion_mnist")
+MODELS = ("small_cnn", "lenet5")
+PRUNING_SCOPES = ("inner", "all")
+EXPORT_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs; defaults match `configs/mnist.flags` minus pruning."""
+
+  # Data.
+  dataset: str = "mnist"
+  data_dir: Optional[str] = None
+  seed: int = 0
+  validation_split: float = 0.1
+  max_train_examples: int = 0  # 0 = all; smaller for smoke tests.
+
+  # Model and baseline training.
+  model: str = "small_cnn"
+  baseline_path: Optional[str] = None
+  epochs: int = 10
+  batch_size: int = 128
+  learning_rate: float = 1e-3
+
+  # Unstructured pruning (TF-MOT).
+  prune: bool = False
+  pruning_rate: float = 0.5
+  initial_sparsity: float = 0.0
+  pruning_begin_step: Optional[int] = None  # None = derived, see prune.schedule_steps.
+  pruning_end_step: Optional[int] = None
+  pruning_frequency: Optional[int] = None
+  pruning_scope: str = "inner"
+  fine_tune_epochs: int = 6
+  fine_tune_learning_rate: float = 5e-4
+
+  # Export and benchmark.
+  export_formats: tuple = ("float32", "int8")
+  int8_io: bool = False
+  benchmark_runs: int = 200
+  benchmark_warmup_runs: int = 20
+
+  # Output.
+  workdir: str = "runs/default"
+  overwrite: bool = False
+  verbose: int = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.

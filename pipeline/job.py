@@ -1,0 +1,136 @@
+"""Chains the stages: data -> model -> baseline -> prune -> strip -> export -> verify -> benchmark -> report."""
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from typing import Optional
+
+from absl import logging
+import numpy as np
+
+from export import tflite as tflite_lib
+from export import timing as timing_lib
+from export import verify as verify_lib
+from pipeline import data as data_lib
+from pipeline import models as models_lib
+from pipeline import prune as prune_lib
+from pipeline import report as report_lib
+from pipeline import sparsity as sparsity_lib
+from pipeline import train as train_lib
+from pipeline import workdir as workdir_lib
+from pipeline.config import Config
+
+REPRESENTATIVE_EXAMPLES = 200  # Training images used to calibrate int8 activations.
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """What preflight checked: everything a bad flag could break, before anything is written."""
+  data: data_lib.Dataset
+  baseline: Optional[object]  # A loaded --baseline_path model, or None to train one.
+  schedule: Optional[prune_lib.Schedule]
+
+
+def preflight(cfg: Config) -> Prepared:
+  """Loads the data and any given baseline, and checks the schedule; writes nothing.
+
+  Raises:
+    ValueError: with a one-line message naming the flag and value at fault.
+  """
+  data = data_lib.load_dataset(cfg)
+  baseline = None
+  if cfg.baseline_path:
+    baseline = models_lib.load_baseline(cfg.baseline_path, data.input_shape, data.num_classes)
+  schedule = prune_lib.schedule_steps(cfg, len(data.x_train)) if cfg.prune else None
+  workdir_lib.check_writable(cfg.workdir)
+  return Prepared(data, baseline, schedule)
+
+
+@contextlib.contextmanager
+def _stage(name: str, seconds: dict):
+  """Logs the stage's start and records its duration for the report."""
+  logging.info("== %s", name)
+  t0 = time.perf_counter()
+  yield
+  seconds[name] = round(time.perf_counter() - t0, 2)
+
+
+def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
+  """Runs every stage into cfg.workdir and returns the report (also written there)."""
+  wd = workdir_lib.prepare(cfg.workdir, cfg.overwrite)
+  workdir_lib.atomic_write(os.path.join(wd, workdir_lib.MARKER), flags_text)
+  workdir_lib.atomic_write(os.path.join(wd, "config.json"),
+                           json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+  data, seconds = prep.data, {}
+  x_test = data_lib.scaled(data.x_test)
+
+  with _stage("baseline", seconds):
+    if prep.baseline is not None:
+      baseline, fit = prep.baseline, None
+      logging.info("Using the trained baseline from %s.", cfg.baseline_path)
+    else:
+      baseline = models_lib.build_model(cfg, data.input_shape, data.num_classes)
+      fit = train_lib.train_baseline(baseline, data, cfg, wd)
+    workdir_lib.save_keras(baseline, os.path.join(wd, "baseline.keras"))
+  outputs = {"baseline": baseline.predict(x_test, batch_size=512, verbose=0)}
+  base_sparsity = sparsity_lib.summarize(baseline, [])
+  baseline_row = {
+      "test_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
+      "path": "baseline.keras",
+      "params": int(baseline.count_params()),
+      "best_epoch": fit.best_epoch if fit else None,
+      "val_accuracy": fit.best_val_accuracy if fit else None,
+      "model_sparsity": base_sparsity["model_sparsity"],
+  }
+  logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
+
+  models, pruned_row = {"baseline": baseline}, None
+  if cfg.prune:
+    with _stage("prune", seconds):
+      result = prune_lib.prune(baseline, data, cfg, wd, prep.schedule)
+      workdir_lib.save_keras(result.model, os.path.join(wd, "pruned.keras"))
+    models["pruned"] = result.model
+    outputs["pruned"] = result.model.predict(x_test, batch_size=512, verbose=0)
+    pruned_row = dict(
+        sparsity_lib.summarize(result.model, result.pruned_layers),
+        test_accuracy=float(np.mean(np.argmax(outputs["pruned"], -1) == data.y_test)),
+        path="pruned.keras", best_epoch=result.fit.best_epoch,
+        val_accuracy=result.fit.best_val_accuracy, schedule=dataclasses.asdict(result.schedule))
+    logging.info("Pruned test accuracy: %.4f at %.2f%% sparsity.", pruned_row["test_accuracy"],
+                 100 * pruned_row["sparsity"])
+
+  with _stage("export", seconds):
+    rep = data_lib.scaled(data.x_train[:REPRESENTATIVE_EXAMPLES])
+    exports = tflite_lib.export_tflite(models, cfg.export_formats, os.path.join(wd, "tflite"),
+                                       rep, cfg.int8_io, write=workdir_lib.atomic_write)
+  with _stage("verify", seconds):
+    checks = verify_lib.verify(exports, outputs, x_test, data.y_test)
+  with _stage("benchmark", seconds):
+    timings = timing_lib.measure({e.name: e.path for e in exports}, threads=(1,),
+                                 delegates=("xnnpack",), warmup_runs=cfg.benchmark_warmup_runs,
+                                 runs=cfg.benchmark_runs,
+                                 progress=lambda m: logging.info("benchmark: %s", m))
+
+  ref = next(t for t in timings if t.name == tflite_lib.REFERENCE)
+  rows = []
+  for e, v, t in zip(exports, checks, timings):
+    source = pruned_row if e.model == "pruned" else baseline_row
+    rows.append({
+        "name": e.name, "path": e.path, "model": e.model, "format": e.format, "sparse": e.sparse,
+        "bytes": t.bytes, "gzip_bytes": t.gzip_bytes, "gzip_ratio": ref.gzip_bytes / t.gzip_bytes,
+        "test_accuracy": v.test_accuracy, "top1_agreement": v.top1_agreement,
+        "max_abs_diff": v.max_abs_diff,
+        "sparsity": source.get("sparsity", source["model_sparsity"]),
+        "latency_ms_p50": t.p50_ms, "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
+        "speedup": ref.p50_ms / t.p50_ms, "delegate": t.delegate,
+        "fallback_reason": t.fallback_reason,
+    })
+  report = report_lib.build(
+      cfg, data.summary(), baseline_row, pruned_row, rows,
+      {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,
+       "warmup_runs": cfg.benchmark_warmup_runs, "reference": tflite_lib.REFERENCE},
+      seconds, wd)
+  report_lib.write(report, wd)
+  return report

@@ -1,0 +1,156 @@
+"""Pruning stage: wrap with prune_low_magnitude under PolynomialDecay, fine-tune, then strip."""
+
+import dataclasses
+import math
+import os
+from typing import List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow_model_optimization as tfmot
+# Not in tfmot's public API: the layers prune_low_magnitude accepts, and its wrapper class.
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+from pipeline import data as data_lib
+from pipeline import sparsity as sparsity_lib
+from pipeline import train as train_lib
+from pipeline.config import Config
+
+import tf_keras as keras  # pylint: disable=g-bad-import-order
+
+_PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  begin_step: int
+  end_step: int
+  frequency: int
+  steps_per_epoch: int
+  total_steps: int
+
+  @property
+  def target_epoch(self) -> int:
+    """0-based epoch in which the final sparsity is reached."""
+    return self.end_step // self.steps_per_epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneResult:
+  model: keras.Model  # Stripped: plain layers, zeros in the pruned kernels.
+  pruned_layers: List[str]
+  schedule: Schedule
+  fit: train_lib.FitResult
+
+
+def schedule_steps(cfg: Config, train_examples: int) -> Schedule:
+  """Derives the PolynomialDecay steps from the data size, batch size and fine-tune epochs.
+
+  Unless given, pruning starts at step 0, and reaches its target after the first two thirds
+  of fine-tuning (at least one epoch), leaving the rest to recover accuracy. The end step is
+  a multiple of the frequency past the begin step, since masks change only on those steps.
+
+  Raises:
+    ValueError: given steps do not fit in the fine-tuning run.
+  """
+  steps_per_epoch = math.ceil(train_examples / cfg.batch_size)
+  total = steps_per_epoch * cfg.fine_tune_epochs
+  begin = 0 if cfg.pruning_begin_step is None else cfg.pruning_begin_step
+  freq = cfg.pruning_frequency or max(1, min(100, steps_per_epoch // 4))
+  if cfg.pruning_end_step is None:
+    recovery_epochs = min(cfg.fine_tune_epochs - 1, max(1, cfg.fine_tune_epochs // 3))
+    last = steps_per_epoch * (cfg.fine_tune_epochs - recovery_epochs) - 1
+    end = begin + max(0, (last - begin) // freq * freq)
+  else:
+    end = cfg.pruning_end_step
+  if not 0 <= begin <= end < total:
+    raise ValueError(
+        f"--pruning_begin_step={begin} and --pruning_end_step={end}: need 0 <= begin <= end < "
+        f"{total} (the fine-tuning steps: {cfg.fine_tune_epochs} epochs x {steps_per_epoch})")
+  return Schedule(begin, end, freq, steps_per_epoch, total)
+
+
+def prunable_layers(model: keras.Model, scope: str) -> List[str]:
+  """Names of the layers to prune: every TF-MOT-prunable layer with a kernel, in model order.
+
+  scope "inner" leaves out the first and the last of them (the input conv, which has few
+  weights and sees raw pixels, and the classifier); "all" prunes every one, as the TF-MOT
+  tutorial does.
+  """
+  names = [l.name for l in model.layers
+           if sparsity_lib.kernel_of(l) is not None and prune_registry.PruneRegistry.supports(l)]
+  if scope == "inner" and len(names) > 2:
+    names = names[1:-1]
+  elif scope not in ("inner", "all"):
+    raise ValueError(f"pruning scope={scope}: unknown; valid: inner, all")
+  return names
+
+
+def _wrap(model: keras.Model, names: List[str], schedule: Schedule, cfg: Config) -> keras.Model:
+  """A copy of `model` with `names` wrapped for pruning; `model` itself is left untouched."""
+  decay = tfmot.sparsity.keras.PolynomialDecay(
+      initial_sparsity=cfg.initial_sparsity, final_sparsity=cfg.pruning_rate,
+      begin_step=schedule.begin_step, end_step=schedule.end_step, frequency=schedule.frequency)
+
+  def clone(layer):
+    # A fresh layer: wrapping `layer` itself would share, and so fine-tune, the baseline's weights.
+    fresh = layer.__class__.from_config(layer.get_config())
+    if layer.name in names:
+      return tfmot.sparsity.keras.prune_low_magnitude(fresh, pruning_schedule=decay)
+    return fresh
+
+  wrapped = keras.models.clone_model(model, clone_function=clone)
+  for new, old in zip(wrapped.layers, model.layers):
+    (new.layer if isinstance(new, _PruneLowMagnitude) else new).set_weights(old.get_weights())
+  return wrapped
+
+
+def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
+  """strip_pruning, then checks no wrapper is left and predictions are unchanged.
+
+  Raises:
+    RuntimeError: a wrapper survived or the stripped model predicts differently.
+  """
+  stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+  left = [l.name for l in stripped.layers if isinstance(l, _PruneLowMagnitude)]
+  if left:
+    raise RuntimeError(f"strip_pruning left pruning wrappers on {left}")
+  x = data_lib.scaled(check_images)
+  diff = float(np.max(np.abs(pruned.predict(x, verbose=0) - stripped.predict(x, verbose=0))))
+  if diff > 1e-6:
+    raise RuntimeError(f"stripped model's predictions differ from the pruned model's by {diff}")
+  return stripped
+
+
+def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
+          schedule: Optional[Schedule] = None) -> PruneResult:
+  """Prunes a trained model to `cfg.pruning_rate` sparsity and fine-tunes it.
+
+  Args:
+    model: the trained baseline; it is not modified.
+    data: the dataset; fine-tuning uses its training split and keeps the best epoch, by
+      validation accuracy, among those at the final sparsity.
+    cfg: uses the pruning_* and fine_tune_* fields, batch_size, seed and verbose.
+    workdir: TensorBoard logs (with per-layer sparsity) go to workdir/logs/prune.
+    schedule: overrides the derived schedule_steps(cfg, ...).
+
+  Returns:
+    A PruneResult whose model is stripped of pruning wrappers.
+  """
+  schedule = schedule or schedule_steps(cfg, len(data.x_train))
+  names = prunable_layers(model, cfg.pruning_scope)
+  logging.info("Pruning %s to %.0f%% sparsity: steps %d..%d every %d (%d steps/epoch, %d epochs).",
+               ", ".join(names), 100 * cfg.pruning_rate, schedule.begin_step, schedule.end_step,
+               schedule.frequency, schedule.steps_per_epoch, cfg.fine_tune_epochs)
+  keras.utils.set_random_seed(cfg.seed)
+  wrapped = _wrap(model, names, schedule, cfg)
+  log_dir = os.path.join(workdir, "logs", "prune")
+  result = train_lib.fit(
+      wrapped, data, epochs=cfg.fine_tune_epochs, batch_size=cfg.batch_size,
+      learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed, log_dir=log_dir,
+      verbose=cfg.verbose, first_best_epoch=schedule.target_epoch,
+      callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
+                 tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)])
+  stripped = strip(wrapped, data.x_test[:256])
+  return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result)

@@ -1,0 +1,83 @@
+"""Report stage: one row per model and export, as report.json (for tools) and report.md (for people)."""
+
+import dataclasses
+import json
+import os
+from typing import List, Optional, Sequence
+
+from pipeline import workdir as workdir_lib
+
+
+def _pct(x: Optional[float]) -> str:
+  return "" if x is None else f"{100 * x:.2f}%"
+
+
+def _points(x: Optional[float]) -> str:
+  return "" if x is None else f"{100 * x:+.2f}"
+
+
+def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: Sequence[dict],
+          benchmark: dict, stage_seconds: dict, workdir: str) -> dict:
+  """The report as a JSON-ready dict; export paths become relative to the workdir."""
+  base_acc = baseline["test_accuracy"]
+  rows = []
+  for e in exports:
+    e = dict(e)
+    e["path"] = os.path.relpath(e["path"], workdir)
+    e["accuracy_change"] = e["test_accuracy"] - base_acc
+    rows.append(e)
+  if pruned is not None:
+    pruned = dict(pruned, accuracy_change=pruned["test_accuracy"] - base_acc)
+  return {
+      "config": dataclasses.asdict(cfg),
+      "dataset": dataset,
+      "baseline": baseline,
+      "pruned": pruned,
+      "exports": rows,
+      "benchmark": benchmark,
+      "stage_seconds": stage_seconds,
+  }
+
+
+def to_markdown(report: dict) -> str:
+  """A table a person can read: accuracy and what it cost, size and speed against the reference."""
+  b, p, ds, bench = report["baseline"], report["pruned"], report["dataset"], report["benchmark"]
+  lines = [
+      f"# Pruning report: {report['config']['model']} on {ds['name']}",
+      "",
+      f"Data: {ds['source']}; {ds['train_examples']} train, {ds['validation_examples']} "
+      f"validation, {ds['test_examples']} test images (accuracy is on all test images).",
+      f"Latency: median of {bench['runs']} invokes after {bench['warmup_runs']} warm-up, "
+      f"{bench['threads']} thread, LiteRT {bench['delegate']} (builtin kernels where it failed), "
+      f"files interleaved in one process; speed-up and size ratio against `{bench['reference']}`.",
+      "",
+      "| model | test accuracy | vs baseline (points) | sparsity | bytes | gzip bytes | gzip ratio "
+      "| latency p50 (ms) | speed-up | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+      f"| baseline (Keras) | {_pct(b['test_accuracy'])} | | {_pct(b.get('sparsity'))} | | | | | | |",
+  ]
+  if p is not None:
+    lines.append(f"| pruned (Keras) | {_pct(p['test_accuracy'])} | {_points(p['accuracy_change'])} "
+                 f"| {_pct(p['sparsity'])} | | | | | | |")
+  for e in report["exports"]:
+    kernels = e["delegate"] + (" (fallback)" if e.get("fallback_reason") else "")
+    lines.append(
+        f"| {e['name']} | {_pct(e['test_accuracy'])} | {_points(e['accuracy_change'])} "
+        f"| {_pct(e.get('sparsity'))} | {e['bytes']:,} | {e['gzip_bytes']:,} "
+        f"| {e['gzip_ratio']:.2f}x | {e['latency_ms_p50']:.4f} | {e['speedup']:.2f}x | {kernels} |")
+  fallbacks = [e for e in report["exports"] if e.get("fallback_reason")]
+  if fallbacks:
+    lines += ["", "Delegate fallbacks:"]
+    lines += [f"- {e['name']}: {e['fallback_reason']}" for e in fallbacks]
+  if p is not None:
+    lines += ["", f"Sparsity = zeros among the kernels of the pruned layers "
+              f"({', '.join(p['pruned_layers'])}); over all weights: {_pct(p['model_sparsity'])}."]
+  return "\n".join(lines) + "\n"
+
+
+def write(report: dict, workdir: str) -> List[str]:
+  """Writes report.json and report.md atomically; returns their paths."""
+  paths = [workdir_lib.atomic_write(os.path.join(workdir, "report.json"),
+                                    json.dumps(report, indent=2) + "\n"),
+           workdir_lib.atomic_write(os.path.join(workdir, "report.md"), to_markdown(report))]
+  return paths

