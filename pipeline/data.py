@@ -36,12 +36,12 @@ class Dataset:
 
   name: str
   source: str
-  x_train: np.ndarray
-  y_train: np.ndarray
-  x_val: np.ndarray
-  y_val: np.ndarray
-  x_test: np.ndarray
-  y_test: np.ndarray
+  x_train: np.ndarray = dataclasses.field(repr=False)
+  y_train: np.ndarray = dataclasses.field(repr=False)
+  x_val: np.ndarray = dataclasses.field(repr=False)
+  y_val: np.ndarray = dataclasses.field(repr=False)
+  x_test: np.ndarray = dataclasses.field(repr=False)
+  y_test: np.ndarray = dataclasses.field(repr=False)
   num_classes: int = 10
 
   @property

@@ -1,0 +1,48 @@
+"""Shared fixtures: the shipped MNIST subset, small, and a briefly trained small_cnn."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**overrides) -> config_lib.Config:
+  base = dict(max_train_examples=600, epochs=1, fine_tune_epochs=2, verbose=0,
+              benchmark_runs=10, benchmark_warmup_runs=1)
+  base.update(overrides)
+  return config_lib.Config(**base)
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+  from pipeline import data  # pylint: disable=g-import-not-at-top
+  return data.load_dataset(small_config())
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(mnist_small, tmp_path_factory):
+  """small_cnn after 3 epochs on 540 digits: enough to be far better than chance."""
+  from pipeline import models, train  # pylint: disable=g-import-not-at-top
+  cfg = small_config(epochs=3, batch_size=32, learning_rate=2e-3)
+  model = models.build_model(cfg, mnist_small.input_shape, 10)
+  train.train_baseline(model, mnist_small, cfg, str(tmp_path_factory.mktemp("baseline")))
+  return model
+
+
+def run_cli(args, cwd, module="pipeline.run", timeout=300):
+  """Runs the real CLI in a subprocess; returns CompletedProcess with text output."""
+  env = dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
+  cmd = [sys.executable] + (["-m", module] if not module.endswith(".py") else [module]) + args
+  return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def replace(cfg, **kw):
+  return dataclasses.replace(cfg, **kw)

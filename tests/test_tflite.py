@@ -1,0 +1,87 @@
+"""Tests for export/tflite.py and export/verify.py: each format converts, runs and matches Keras."""
+
+import numpy as np
+import pytest
+
+from conftest import small_config
+from export import litert, tflite, verify
+from pipeline import data, prune
+
+
+@pytest.fixture(scope="module")
+def pruned_cnn(trained_cnn, mnist_small, tmp_path_factory):
+  cfg = small_config(prune=True, pruning_rate=0.8, fine_tune_epochs=2)
+  return prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path_factory.mktemp("p"))).model
+
+
+@pytest.fixture(scope="module")
+def x_test(mnist_small):
+  return data.scaled(mnist_small.x_test[:200])
+
+
+@pytest.mark.parametrize("fmt,tolerance", [("float32", 1e-4), ("float16", 5e-3),
+                                           ("dynamic_int8", 0.05), ("int8", 0.1)])
+def test_each_format_runs_close_to_keras(trained_cnn, mnist_small, x_test, fmt, tolerance):
+  rep = data.scaled(mnist_small.x_train[:50])
+  content = tflite.convert(trained_cnn, fmt, representative=rep)
+  probs = litert.predict(litert.open_model(content), x_test)
+  ref = trained_cnn.predict(x_test, verbose=0)
+  assert np.max(np.abs(probs - ref)) < tolerance
+  assert np.mean(np.argmax(probs, -1) == np.argmax(ref, -1)) > 0.95
+
+
+def test_int8_io_makes_inputs_and_outputs_int8(trained_cnn, mnist_small, x_test):
+  rep = data.scaled(mnist_small.x_train[:50])
+  float_io = litert.open_model(tflite.convert(trained_cnn, "int8", representative=rep))
+  int_io = litert.open_model(tflite.convert(trained_cnn, "int8", representative=rep,
+                                            int8_io=True))
+  assert float_io.interpreter.get_input_details()[0]["dtype"] == np.float32
+  assert int_io.interpreter.get_input_details()[0]["dtype"] == np.int8
+  assert int_io.interpreter.get_output_details()[0]["dtype"] == np.int8
+  a, b = litert.predict(float_io, x_test), litert.predict(int_io, x_test)
+  assert np.mean(np.argmax(a, -1) == np.argmax(b, -1)) > 0.95
+
+
+def test_int8_needs_representative_data(trained_cnn):
+  with pytest.raises(ValueError, match="needs representative data"):
+    tflite.convert(trained_cnn, "int8")
+  with pytest.raises(ValueError, match=r"^export format=int4: unknown; valid: float32, float16"):
+    tflite.convert(trained_cnn, "int4")
+
+
+def test_sparse_encoding_shrinks_pruned_file_and_keeps_outputs(pruned_cnn, x_test):
+  dense = tflite.convert(pruned_cnn, "float32")
+  sparse = tflite.convert(pruned_cnn, "float32", sparse=True)
+  assert len(sparse) < 0.5 * len(dense)
+  a = litert.predict(litert.open_model(dense), x_test)
+  b = litert.predict(litert.open_model(sparse), x_test)
+  np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_export_tflite_names_and_verification(trained_cnn, pruned_cnn, mnist_small, tmp_path):
+  rep = data.scaled(mnist_small.x_train[:50])
+  exports = tflite.export_tflite({"baseline": trained_cnn, "pruned": pruned_cnn},
+                                 ["float32", "int8"], str(tmp_path), rep)
+  assert [e.name for e in exports] == ["baseline_float32", "pruned_float32",
+                                       "pruned_float32_sparse", "pruned_int8",
+                                       "pruned_int8_sparse"]
+  x = data.scaled(mnist_small.x_test)
+  outs = {"baseline": trained_cnn.predict(x, verbose=0), "pruned": pruned_cnn.predict(x, verbose=0)}
+  checks = verify.verify(exports, outs, x, mnist_small.y_test)
+  for e, v in zip(exports, checks):
+    keras_acc = np.mean(np.argmax(outs[e.model], -1) == mnist_small.y_test)
+    assert abs(v.test_accuracy - keras_acc) < 0.02, e.name
+    if e.format == "float32":
+      assert v.max_abs_diff < verify.FLOAT_TOLERANCE and v.top1_agreement == 1.0
+
+
+def test_verify_rejects_a_float32_file_that_does_not_match(trained_cnn, pruned_cnn, mnist_small,
+                                                           tmp_path):
+  path = str(tmp_path / "pruned_float32.tflite")
+  with open(path, "wb") as f:
+    f.write(tflite.convert(pruned_cnn, "float32"))
+  export = tflite.Export("pruned_float32", path, "pruned", "float32", False)
+  x = data.scaled(mnist_small.x_test[:100])
+  wrong = {"pruned": trained_cnn.predict(x, verbose=0)}  # Another model's outputs.
+  with pytest.raises(verify.MismatchError, match=r"^pruned_float32: TFLite outputs differ"):
+    verify.verify([export], wrong, x, mnist_small.y_test[:100])

@@ -1,0 +1,31 @@
+"""Tests for pipeline/train.py: the best epoch is the one kept."""
+
+import numpy as np
+
+from conftest import small_config
+from pipeline import data, models, train
+
+
+def test_fit_keeps_best_epoch_weights(mnist_small, tmp_path):
+  cfg = small_config(epochs=4, learning_rate=3e-3)
+  model = models.build_model(cfg, mnist_small.input_shape, 10)
+  result = train.train_baseline(model, mnist_small, cfg, str(tmp_path))
+  val_acc = result.history["val_accuracy"]
+  assert result.best_epoch == int(np.argmax(val_acc)) + 1
+  assert result.best_val_accuracy == max(val_acc)
+  # The model holds the best epoch's weights, not the last epoch's.
+  assert abs(train.evaluate(model, mnist_small.x_val, mnist_small.y_val) - max(val_acc)) < 1e-6
+  assert (tmp_path / "logs" / "baseline" / "train").is_dir()  # TensorBoard curves.
+
+
+def test_keep_best_ignores_epochs_before_first(mnist_small, tmp_path):
+  cfg = small_config()
+  model = models.build_model(cfg, mnist_small.input_shape, 10)
+  result = train.fit(model, mnist_small, epochs=3, batch_size=64, learning_rate=1e-3, seed=0,
+                     log_dir=str(tmp_path), verbose=0, first_best_epoch=2)
+  assert result.best_epoch == 3
+
+
+def test_trained_model_beats_chance(trained_cnn, mnist_small):
+  assert train.evaluate(trained_cnn, mnist_small.x_test, mnist_small.y_test) > 0.6
+  assert data.scaled(mnist_small.x_test).max() <= 1.0
