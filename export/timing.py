@@ -135,3 +135,22 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
         load_ms=c["load_ms"], peak_rss_increase_mb=c["rss_mb"],
         bytes=c["bytes"], gzip_bytes=c["gzip_bytes"]))
   return out
+
+
+def to_markdown(results: Sequence[Timing], reference: str) -> str:
+  """A table of every configuration, with speed-up against `reference` at the same settings."""
+  ref = {(t.delegate_requested, t.threads): t for t in results if t.name == reference}
+  lines = ["| file | kernels | threads | p50 ms | p90 ms | p99 ms | mean ms | std ms | load ms "
+           "| peak RSS +MB | bytes | gzip bytes | speed-up |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for t in results:
+    r = ref.get((t.delegate_requested, t.threads))
+    kernels = t.delegate + (" (fallback)" if t.fallback_reason else "")
+    speedup = f"{r.p50_ms / t.p50_ms:.2f}x" if r else ""
+    lines.append(f"| {t.name} | {kernels} | {t.threads} | {t.p50_ms:.4f} | {t.p90_ms:.4f} "
+                 f"| {t.p99_ms:.4f} | {t.mean_ms:.4f} | {t.std_ms:.4f} | {t.load_ms:.1f} "
+                 f"| {t.peak_rss_increase_mb:.1f} | {t.bytes:,} | {t.gzip_bytes:,} | {speedup} |")
+  notes = [f"- {t.name}: {t.fallback_reason}" for t in results if t.fallback_reason]
+  if notes:
+    lines += ["", "Fell back to builtin kernels:"] + sorted(set(notes))
+  return "\n".join(lines)

@@ -44,7 +44,7 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.baseline_path:
     baseline = models_lib.load_baseline(cfg.baseline_path, data.input_shape, data.num_classes)
   schedule = prune_lib.schedule_steps(cfg, len(data.x_train)) if cfg.prune else None
-  workdir_lib.check_writable(cfg.workdir)
+  workdir_lib.check(cfg.workdir, cfg.overwrite)
   return Prepared(data, baseline, schedule)
 
 
@@ -107,6 +107,8 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
                                        rep, cfg.int8_io, write=workdir_lib.atomic_write)
   with _stage("verify", seconds):
     checks = verify_lib.verify(exports, outputs, x_test, data.y_test)
+    kernels = {name: sparsity_lib.kernels(m) for name, m in models.items()}
+    graphs = [verify_lib.stored_sparsity(e, kernels[e.model]) for e in exports]
   with _stage("benchmark", seconds):
     timings = timing_lib.measure({e.name: e.path for e in exports}, threads=(1,),
                                  delegates=("xnnpack",), warmup_runs=cfg.benchmark_warmup_runs,
@@ -115,14 +117,17 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
 
   ref = next(t for t in timings if t.name == tflite_lib.REFERENCE)
   rows = []
-  for e, v, t in zip(exports, checks, timings):
-    source = pruned_row if e.model == "pruned" else baseline_row
+  for e, v, t, g in zip(exports, checks, timings, graphs):
+    # Sparsity as stored in the file, over the layers that were pruned (all, for the baseline).
+    pruned_layers = pruned_row["pruned_layers"] if e.model == "pruned" else None
+    counted = [l for l in g.layers if pruned_layers is None or l.name in pruned_layers]
     rows.append({
         "name": e.name, "path": e.path, "model": e.model, "format": e.format, "sparse": e.sparse,
         "bytes": t.bytes, "gzip_bytes": t.gzip_bytes, "gzip_ratio": ref.gzip_bytes / t.gzip_bytes,
         "test_accuracy": v.test_accuracy, "top1_agreement": v.top1_agreement,
         "max_abs_diff": v.max_abs_diff,
-        "sparsity": source.get("sparsity", source["model_sparsity"]),
+        "sparsity": sum(l.zeros for l in counted) / max(1, sum(l.weights for l in counted)),
+        "layer_sparsity": g.layer_sparsity(), "macs": g.macs, "effective_macs": g.effective_macs,
         "latency_ms_p50": t.p50_ms, "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
         "speedup": ref.p50_ms / t.p50_ms, "delegate": t.delegate,
         "fallback_reason": t.fallback_reason,

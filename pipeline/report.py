@@ -16,6 +16,13 @@ def _points(x: Optional[float]) -> str:
   return "" if x is None else f"{100 * x:+.2f}"
 
 
+def _macs(effective: Optional[float], total: Optional[int]) -> str:
+  """'0.44M of 2.63M' (the MACs left if zero weights were skipped, of all MACs)."""
+  if effective is None or not total:
+    return ""
+  return f"{effective / 1e6:.2f}M of {total / 1e6:.2f}M"
+
+
 def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: Sequence[dict],
           benchmark: dict, stage_seconds: dict, workdir: str) -> dict:
   """The report as a JSON-ready dict; export paths become relative to the workdir."""
@@ -52,19 +59,21 @@ def to_markdown(report: dict) -> str:
       f"files interleaved in one process; speed-up and size ratio against `{bench['reference']}`.",
       "",
       "| model | test accuracy | vs baseline (points) | sparsity | bytes | gzip bytes | gzip ratio "
-      "| latency p50 (ms) | speed-up | kernels |",
-      "|---|---|---|---|---|---|---|---|---|---|",
-      f"| baseline (Keras) | {_pct(b['test_accuracy'])} | | {_pct(b.get('sparsity'))} | | | | | | |",
+      "| latency p50 (ms) | speed-up | effective MACs | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
+      f"| baseline (Keras) | {_pct(b['test_accuracy'])} | | {_pct(b.get('model_sparsity'))} "
+      "| | | | | | | |",
   ]
   if p is not None:
     lines.append(f"| pruned (Keras) | {_pct(p['test_accuracy'])} | {_points(p['accuracy_change'])} "
-                 f"| {_pct(p['sparsity'])} | | | | | | |")
+                 f"| {_pct(p['sparsity'])} | | | | | | | |")
   for e in report["exports"]:
     kernels = e["delegate"] + (" (fallback)" if e.get("fallback_reason") else "")
     lines.append(
         f"| {e['name']} | {_pct(e['test_accuracy'])} | {_points(e['accuracy_change'])} "
         f"| {_pct(e.get('sparsity'))} | {e['bytes']:,} | {e['gzip_bytes']:,} "
-        f"| {e['gzip_ratio']:.2f}x | {e['latency_ms_p50']:.4f} | {e['speedup']:.2f}x | {kernels} |")
+        f"| {e['gzip_ratio']:.2f}x | {e['latency_ms_p50']:.4f} | {e['speedup']:.2f}x "
+        f"| {_macs(e.get('effective_macs'), e.get('macs'))} | {kernels} |")
   fallbacks = [e for e in report["exports"] if e.get("fallback_reason")]
   if fallbacks:
     lines += ["", "Delegate fallbacks:"]

@@ -14,14 +14,14 @@ def kernel_of(layer):
   return None
 
 
+def kernels(model) -> dict:
+  """{layer name: kernel} for every layer that has one."""
+  return {l.name: k for l in model.layers if (k := kernel_of(l)) is not None}
+
+
 def layer_sparsity(model) -> dict:
   """{layer name: fraction of zeros in its kernel} for every layer that has a kernel."""
-  out = {}
-  for layer in model.layers:
-    k = kernel_of(layer)
-    if k is not None:
-      out[layer.name] = float(np.mean(k == 0))
-  return out
+  return {name: float(np.mean(k == 0)) for name, k in kernels(model).items()}
 
 
 def summarize(model, pruned_layers: Iterable[str]) -> dict:

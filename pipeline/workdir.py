@@ -26,12 +26,11 @@ def check_writable(path: str) -> None:
     raise ValueError(f"--workdir={path}: cannot be written (no write permission on {probe})")
 
 
-def prepare(path: str, overwrite: bool) -> str:
-  """Creates the run directory, refusing one that holds another run unless `overwrite`.
+def check(path: str, overwrite: bool) -> None:
+  """Raises ValueError if `path` cannot be used as the run directory; changes nothing.
 
-  Raises:
-    ValueError: the directory holds another run (and not `overwrite`), holds files that are
-      not a run, or cannot be written.
+  Refused: a directory that cannot be written, one that holds another run (unless
+  `overwrite`), and a non-empty one that is not a run of this tool (even with `overwrite`).
   """
   check_writable(path)
   if os.path.isdir(path) and os.listdir(path):
@@ -39,6 +38,16 @@ def prepare(path: str, overwrite: bool) -> str:
       raise ValueError(f"--workdir={path}: not empty and not a run of this tool; choose another")
     if not overwrite:
       raise ValueError(f"--workdir={path}: holds another run; pass --overwrite to replace it")
+
+
+def prepare(path: str, overwrite: bool) -> str:
+  """Creates the run directory after check(); with `overwrite`, the previous run is removed.
+
+  Raises:
+    ValueError: as check().
+  """
+  check(path, overwrite)
+  if os.path.isdir(path) and os.listdir(path):
     shutil.rmtree(path)
   try:
     os.makedirs(path, exist_ok=True)

