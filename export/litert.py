@@ -23,31 +23,35 @@ def open_model(path_or_bytes, threads: int = 1, delegate: str = "xnnpack") -> Op
   files), the file is reopened on the builtin kernels and the reason is recorded.
 
   Raises:
-    ValueError: unknown delegate name.
+    ValueError: unknown delegate name, or not a valid .tflite model.
   """
   if delegate not in DELEGATES:
     raise ValueError(f"delegate={delegate}: unknown; valid: {', '.join(DELEGATES)}")
-  src = {"model_content": path_or_bytes} if isinstance(path_or_bytes, bytes) else {
-      "model_path": str(path_or_bytes)}
+  is_bytes = isinstance(path_or_bytes, bytes)
+  src = {"model_content": path_or_bytes} if is_bytes else {"model_path": str(path_or_bytes)}
+  label = "model bytes" if is_bytes else str(path_or_bytes)
   if delegate == "xnnpack":
     try:
-      interp = litert.Interpreter(num_threads=threads, **src)
-      interp.allocate_tensors()
-      return Opened(interp, "xnnpack")
+      return Opened(_allocated(label, num_threads=threads, **src), "xnnpack")
     except RuntimeError as e:
-      reason = " ".join(str(e).split())[:200]
-      interp = _builtin(src, threads)
-      return Opened(interp, "builtin", f"XNNPACK failed to prepare: {reason}")
-  return Opened(_builtin(src, threads), "builtin")
+      reason = " ".join(str(e).replace("Node number", ". Node number").split())[:200]
+      return Opened(_builtin(label, src, threads), "builtin", f"XNNPACK failed to prepare: {reason}")
+  return Opened(_builtin(label, src, threads), "builtin")
 
 
-def _builtin(src, threads):
-  interp = litert.Interpreter(
-      num_threads=threads,
-      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-      **src)
+def _allocated(label, **kwargs):
+  try:
+    interp = litert.Interpreter(**kwargs)
+  except ValueError as e:  # LiteRT's word for a file that is not a model.
+    raise ValueError(f"{label}: not a valid .tflite model ({e})") from None
   interp.allocate_tensors()
   return interp
+
+
+def _builtin(label, src, threads):
+  return _allocated(
+      label, num_threads=threads,
+      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **src)
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:

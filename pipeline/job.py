@@ -10,6 +10,7 @@ from typing import Optional
 from absl import logging
 import numpy as np
 
+from export import graph as graph_lib
 from export import tflite as tflite_lib
 from export import timing as timing_lib
 from export import verify as verify_lib
@@ -116,6 +117,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
                                  progress=lambda m: logging.info("benchmark: %s", m))
 
   ref = next(t for t in timings if t.name == tflite_lib.REFERENCE)
+  has_avx = graph_lib.cpu_has_avx()
   rows = []
   for e, v, t, g in zip(exports, checks, timings, graphs):
     # Sparsity as stored in the file, over the layers that were pruned (all, for the baseline).
@@ -131,6 +133,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
         "latency_ms_p50": t.p50_ms, "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
         "speedup": ref.p50_ms / t.p50_ms, "delegate": t.delegate,
         "fallback_reason": t.fallback_reason,
+        "sparse_kernel_blockers": graph_lib.sparse_inference_blockers(g, has_avx),
     })
   report = report_lib.build(
       cfg, data.summary(), baseline_row, pruned_row, rows,

@@ -78,6 +78,17 @@ def to_markdown(report: dict) -> str:
   if fallbacks:
     lines += ["", "Delegate fallbacks:"]
     lines += [f"- {e['name']}: {e['fallback_reason']}" for e in fallbacks]
+  sparse = [e for e in report["exports"] if e.get("sparsity", 0) > 0.05]
+  if sparse:
+    skip = [e["name"] for e in sparse if not e.get("sparse_kernel_blockers")]
+    lines += ["", "Can any kernel skip the zero weights on this machine? "
+              + (f"XNNPACK's sparse kernels can, for {', '.join(skip)}." if skip else
+                 "No: zeros are multiplied like any other weight, and sparse-encoded tensors are "
+                 "densified when the model loads, so sparsity buys file size, not speed.")]
+    reasons = sorted({r for e in sparse for r in e.get("sparse_kernel_blockers", [])})
+    if reasons:
+      lines.append("XNNPACK's sparse inference is ruled out here because: " + "; ".join(reasons)
+                   + ".")
   if p is not None:
     lines += ["", f"Sparsity = zeros among the kernels of the pruned layers "
               f"({', '.join(p['pruned_layers'])}); over all weights: {_pct(p['model_sparsity'])}."]

@@ -1,0 +1,74 @@
+"""Tests for export/graph.py: stored sparsity read back from .tflite files, MACs, sparse kernels."""
+
+import numpy as np
+import pytest
+
+from conftest import small_config
+from export import graph, tflite, verify
+from pipeline import data, prune, sparsity
+
+
+@pytest.fixture(scope="module")
+def pruned(trained_cnn, mnist_small, tmp_path_factory):
+  cfg = small_config(prune=True, pruning_rate=0.75, fine_tune_epochs=2)
+  return prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path_factory.mktemp("g"))).model
+
+
+def test_macs_of_small_cnn(trained_cnn):
+  g = graph.read(tflite.convert(trained_cnn, "float32"), ["conv1", "conv2", "dense1", "classifier"])
+  assert [(l.name, l.op, l.macs) for l in g.layers] == [
+      ("conv1", "CONV_2D", 26 * 26 * 32 * 9),
+      ("conv2", "CONV_2D", 11 * 11 * 64 * 9 * 32),
+      ("dense1", "FULLY_CONNECTED", 1600 * 128),
+      ("classifier", "FULLY_CONNECTED", 128 * 10)]
+  assert g.effective_macs == pytest.approx(g.macs, rel=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float16", "dynamic_int8", "int8"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_stored_sparsity_matches_keras_for_every_encoding(pruned, mnist_small, fmt, sparse,
+                                                          tmp_path):
+  rep = data.scaled(mnist_small.x_train[:50])
+  path = tmp_path / "m.tflite"
+  path.write_bytes(tflite.convert(pruned, fmt, sparse, rep))
+  export = tflite.Export("m", str(path), "pruned", fmt, sparse)
+  g = verify.stored_sparsity(export, sparsity.kernels(pruned))
+  by_name = {l.name: l for l in g.layers}
+  for name in ("conv2", "dense1"):
+    assert by_name[name].sparsity == pytest.approx(0.75, abs=0.01)
+  # Random sparsity is encoded sparsely in the file only for the layers that were pruned.
+  assert by_name["dense1"].sparse_encoded == sparse
+  assert not by_name["conv1"].sparse_encoded
+  assert g.effective_macs < 0.4 * g.macs
+
+
+def test_stored_sparsity_mismatch_is_an_error(pruned, trained_cnn, tmp_path):
+  path = tmp_path / "dense.tflite"
+  path.write_bytes(tflite.convert(trained_cnn, "float32"))
+  export = tflite.Export("dense", str(path), "pruned", "float32", False)
+  with pytest.raises(verify.MismatchError,
+                     match=r"^dense: layer conv2 stores 0\.00% zeros, its Keras kernel implies 75"):
+    verify.stored_sparsity(export, sparsity.kernels(pruned))
+
+
+def test_int8_zeros_from_rounding_are_expected_not_errors():
+  layer = graph.Layer("CONV_2D", "c", 4, 2, False, "int8", 0, (1, 1, 1, 4), scales=(0.1,))
+  kernel = np.array([0.0, 0.04, 0.06, 1.0], np.float32)  # 0.04 rounds to 0 at scale 0.1.
+  assert verify.expected_zeros(kernel, layer) == 0.5
+  float_layer = graph.Layer("CONV_2D", "c", 4, 1, False, "float32", 0, (1, 1, 1, 4))
+  assert verify.expected_zeros(kernel, float_layer) == 0.25
+
+
+def test_sparse_inference_blockers_on_this_kind_of_model(pruned):
+  g = graph.read(tflite.convert(pruned, "float32", sparse=True))
+  reasons = graph.sparse_inference_blockers(g, has_avx=True)
+  assert reasons == ["this CPU has AVX", "no 1x1 convolutions",
+                     "graph does not start with a 3x3 conv on 3 channels and end in a mean"]
+  assert "weights are not float32/float16" not in reasons
+
+
+def test_cpu_has_avx_reads_flags(tmp_path):
+  (tmp_path / "avx").write_text("processor: 0\nflags\t\t: fpu sse2 avx avx2\n")
+  (tmp_path / "arm").write_text("processor: 0\nFeatures\t: fp asimd\n")
+  assert graph.cpu_has_avx(str(tmp_path / "avx"))
+  assert not graph.cpu_has_avx(str(tmp_path / "arm"))
