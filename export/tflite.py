@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -55,39 +55,33 @@ def convert(model, fmt: str, sparse: bool = False,
   return converter.convert()
 
 
-def export_tflite(models: Dict[str, object], formats: Sequence[str], out_dir: str,
-                  representative: np.ndarray, int8_io: bool = False,
-                  sparse_models: Sequence[str] = ("pruned",), write=None) -> List[Export]:
-  """Exports the baseline as float32 (the reference) and every other model in each format.
+def export_tflite(models: Dict[str, object], plan: Dict[str, Tuple[Sequence[str], bool]],
+                  out_dir: str, representative: np.ndarray, int8_io: bool = False,
+                  write=None) -> List[Export]:
+  """Exports each model in the formats its plan names.
 
   Args:
-    models: {"baseline": model, ...}; typically also "pruned". With only a baseline, the
-      baseline is exported in every format.
-    formats: formats for the non-baseline models.
+    models: {model name: Keras model}.
+    plan: {model name: (formats, also_sparse)}; with also_sparse, every format is written a
+      second time with sparse encoding. Files are named <model>_<format>[_sparse].tflite.
     out_dir: directory for the .tflite files.
     representative: float32 inputs from the training split, for int8 calibration.
     int8_io: int8 inputs/outputs for the "int8" format.
-    sparse_models: models that also get a sparse-encoded file per format.
     write: write(path, bytes) used to store files (default: plain write); the pipeline passes
       an atomic writer.
 
   Returns:
-    One Export per file, the reference first.
+    One Export per file, in plan order.
   """
   write = write or _write
-  jobs = [("baseline", "float32", False)]
-  for name in models:
-    fmts = formats if (name != "baseline" or len(models) == 1) else ()
-    for fmt in fmts:
-      for sparse in ((False, True) if name in sparse_models else (False,)):
-        if (name, fmt, sparse) not in jobs:
-          jobs.append((name, fmt, sparse))
   exports = []
-  for name, fmt, sparse in jobs:
-    export_name = f"{name}_{fmt}" + ("_sparse" if sparse else "")
-    path = os.path.join(out_dir, export_name + ".tflite")
-    write(path, convert(models[name], fmt, sparse, representative, int8_io))
-    exports.append(Export(export_name, path, name, fmt, sparse))
+  for name, (formats, also_sparse) in plan.items():
+    for fmt in formats:
+      for sparse in ((False, True) if also_sparse else (False,)):
+        export_name = f"{name}_{fmt}" + ("_sparse" if sparse else "")
+        path = os.path.join(out_dir, export_name + ".tflite")
+        write(path, convert(models[name], fmt, sparse, representative, int8_io))
+        exports.append(Export(export_name, path, name, fmt, sparse))
   return exports
 
 

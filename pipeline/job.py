@@ -1,20 +1,16 @@
 """Chains the stages: data -> model -> baseline -> prune -> strip -> export -> verify -> benchmark -> report."""
 
-import contextlib
 import dataclasses
 import json
 import os
-import time
 from typing import Optional
 
 from absl import logging
 import numpy as np
 
-from export import graph as graph_lib
 from export import tflite as tflite_lib
-from export import timing as timing_lib
-from export import verify as verify_lib
 from pipeline import data as data_lib
+from pipeline import measure as measure_lib
 from pipeline import models as models_lib
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
@@ -22,8 +18,6 @@ from pipeline import sparsity as sparsity_lib
 from pipeline import train as train_lib
 from pipeline import workdir as workdir_lib
 from pipeline.config import Config
-
-REPRESENTATIVE_EXAMPLES = 200  # Training images used to calibrate int8 activations.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +43,6 @@ def preflight(cfg: Config) -> Prepared:
   return Prepared(data, baseline, schedule)
 
 
-@contextlib.contextmanager
-def _stage(name: str, seconds: dict):
-  """Logs the stage's start and records its duration for the report."""
-  logging.info("== %s", name)
-  t0 = time.perf_counter()
-  yield
-  seconds[name] = round(time.perf_counter() - t0, 2)
-
-
 def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
   """Runs every stage into cfg.workdir and returns the report (also written there)."""
   wd = workdir_lib.prepare(cfg.workdir, cfg.overwrite)
@@ -67,7 +52,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
   data, seconds = prep.data, {}
   x_test = data_lib.scaled(data.x_test)
 
-  with _stage("baseline", seconds):
+  with measure_lib.stage("baseline", seconds):
     if prep.baseline is not None:
       baseline, fit = prep.baseline, None
       logging.info("Using the trained baseline from %s.", cfg.baseline_path)
@@ -89,7 +74,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
 
   models, pruned_row = {"baseline": baseline}, None
   if cfg.prune:
-    with _stage("prune", seconds):
+    with measure_lib.stage("prune", seconds):
       result = prune_lib.prune(baseline, data, cfg, wd, prep.schedule)
       workdir_lib.save_keras(result.model, os.path.join(wd, "pruned.keras"))
     models["pruned"] = result.model
@@ -102,39 +87,14 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
     logging.info("Pruned test accuracy: %.4f at %.2f%% sparsity.", pruned_row["test_accuracy"],
                  100 * pruned_row["sparsity"])
 
-  with _stage("export", seconds):
-    rep = data_lib.scaled(data.x_train[:REPRESENTATIVE_EXAMPLES])
-    exports = tflite_lib.export_tflite(models, cfg.export_formats, os.path.join(wd, "tflite"),
-                                       rep, cfg.int8_io, write=workdir_lib.atomic_write)
-  with _stage("verify", seconds):
-    checks = verify_lib.verify(exports, outputs, x_test, data.y_test)
-    kernels = {name: sparsity_lib.kernels(m) for name, m in models.items()}
-    graphs = [verify_lib.stored_sparsity(e, kernels[e.model]) for e in exports]
-  with _stage("benchmark", seconds):
-    timings = timing_lib.measure({e.name: e.path for e in exports}, threads=(1,),
-                                 delegates=("xnnpack",), warmup_runs=cfg.benchmark_warmup_runs,
-                                 runs=cfg.benchmark_runs,
-                                 progress=lambda m: logging.info("benchmark: %s", m))
-
-  ref = next(t for t in timings if t.name == tflite_lib.REFERENCE)
-  has_avx = graph_lib.cpu_has_avx()
-  rows = []
-  for e, v, t, g in zip(exports, checks, timings, graphs):
-    # Sparsity as stored in the file, over the layers that were pruned (all, for the baseline).
-    pruned_layers = pruned_row["pruned_layers"] if e.model == "pruned" else None
-    counted = [l for l in g.layers if pruned_layers is None or l.name in pruned_layers]
-    rows.append({
-        "name": e.name, "path": e.path, "model": e.model, "format": e.format, "sparse": e.sparse,
-        "bytes": t.bytes, "gzip_bytes": t.gzip_bytes, "gzip_ratio": ref.gzip_bytes / t.gzip_bytes,
-        "test_accuracy": v.test_accuracy, "top1_agreement": v.top1_agreement,
-        "max_abs_diff": v.max_abs_diff,
-        "sparsity": sum(l.zeros for l in counted) / max(1, sum(l.weights for l in counted)),
-        "layer_sparsity": g.layer_sparsity(), "macs": g.macs, "effective_macs": g.effective_macs,
-        "latency_ms_p50": t.p50_ms, "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
-        "speedup": ref.p50_ms / t.p50_ms, "delegate": t.delegate,
-        "fallback_reason": t.fallback_reason,
-        "sparse_kernel_blockers": graph_lib.sparse_inference_blockers(g, has_avx),
-    })
+  if cfg.prune:
+    plan = {"baseline": (("float32",), False), "pruned": (cfg.export_formats, True)}
+  else:
+    plan = {"baseline": (tuple(dict.fromkeys(("float32",) + cfg.export_formats)), False)}
+  rows = measure_lib.export_and_measure(
+      models, plan, outputs, {"pruned": pruned_row["pruned_layers"]} if pruned_row else {}, data,
+      os.path.join(wd, "tflite"), int8_io=cfg.int8_io, runs=cfg.benchmark_runs,
+      warmup_runs=cfg.benchmark_warmup_runs, seconds=seconds)
   report = report_lib.build(
       cfg, data.summary(), baseline_row, pruned_row, rows,
       {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,

@@ -153,4 +153,10 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
       callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
                  tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)])
   stripped = strip(wrapped, data.x_test[:256])
+  reached = sparsity_lib.summarize(stripped, names)["sparsity"]
+  if abs(reached - cfg.pruning_rate) > 0.01:
+    logging.warning("Reached %.1f%% sparsity, not the %.1f%% asked for: the schedule (steps %d..%d "
+                    "every %d) did not finish within the %d fine-tuning steps.", 100 * reached,
+                    100 * cfg.pruning_rate, schedule.begin_step, schedule.end_step,
+                    schedule.frequency, schedule.total_steps)
   return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result)

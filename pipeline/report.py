@@ -85,10 +85,16 @@ def to_markdown(report: dict) -> str:
               + (f"XNNPACK's sparse kernels can, for {', '.join(skip)}." if skip else
                  "No: zeros are multiplied like any other weight, and sparse-encoded tensors are "
                  "densified when the model loads, so sparsity buys file size, not speed.")]
-    reasons = sorted({r for e in sparse for r in e.get("sparse_kernel_blockers", [])})
-    if reasons:
-      lines.append("XNNPACK's sparse inference is ruled out here because: " + "; ".join(reasons)
+    blocked = [e for e in sparse if e.get("sparse_kernel_blockers")]
+    if blocked:
+      common = [r for r in blocked[0]["sparse_kernel_blockers"]
+                if all(r in e["sparse_kernel_blockers"] for e in blocked)]
+      lines.append("XNNPACK's sparse inference is ruled out here because: " + "; ".join(common)
                    + ".")
+      for e in blocked:
+        extra = [r for r in e["sparse_kernel_blockers"] if r not in common]
+        if extra:
+          lines.append(f"- {e['name']}, also: {'; '.join(extra)}.")
   if p is not None:
     lines += ["", f"Sparsity = zeros among the kernels of the pruned layers "
               f"({', '.join(p['pruned_layers'])}); over all weights: {_pct(p['model_sparsity'])}."]

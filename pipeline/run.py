@@ -87,7 +87,8 @@ flags.register_multi_flags_validator(
     "--pruning_begin_step must not exceed --pruning_end_step")
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+  """Prints one error line and exits with status 2."""
   sys.stderr.write(f"error: {message}\n")
   sys.exit(2)
 
@@ -97,9 +98,9 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.CantOpenFlagFileError as e:
-    _fail("--flagfile: " + " ".join(str(e).replace("ERROR::", "").split()))
+    fail("--flagfile: " + " ".join(str(e).replace("ERROR::", "").split()))
   except flags.Error as e:
-    _fail(" ".join(str(e).split()))
+    fail(" ".join(str(e).split()))
 
 
 def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
@@ -122,7 +123,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+    fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
   cfg = config_from_flags()
   logging.info("Config: %s", cfg)
 
@@ -131,7 +132,7 @@ def main(argv):
   try:
     prep = job.preflight(cfg)
   except ValueError as e:
-    _fail(str(e))
+    fail(str(e))
   report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string())
 
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top

@@ -44,3 +44,18 @@ def test_write_is_atomic_and_complete(tmp_path):
   assert json.loads(open(paths[0]).read())["dataset"]["test_examples"] == 1000
   assert open(paths[1]).read().startswith("# Pruning report: small_cnn on mnist")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_markdown_says_which_kernels_could_skip_zeros(tmp_path):
+  r = _report(tmp_path)
+  common = ["this CPU has AVX", "no 1x1 convolutions"]
+  r["exports"][0]["sparse_kernel_blockers"] = common + ["weights are not float32/float16"]
+  r["exports"].append(dict(r["exports"][0], name="pruned_float32_sparse",
+                           sparse_kernel_blockers=list(common)))
+  md = report.to_markdown(r)
+  assert "Can any kernel skip the zero weights on this machine? No:" in md
+  assert ("XNNPACK's sparse inference is ruled out here because: this CPU has AVX; no 1x1 "
+          "convolutions.") in md
+  assert "- pruned_int8_sparse, also: weights are not float32/float16." in md
+  r["exports"][1]["sparse_kernel_blockers"] = []
+  assert "XNNPACK's sparse kernels can, for pruned_float32_sparse." in report.to_markdown(r)

@@ -61,7 +61,8 @@ def test_sparse_encoding_shrinks_pruned_file_and_keeps_outputs(pruned_cnn, x_tes
 def test_export_tflite_names_and_verification(trained_cnn, pruned_cnn, mnist_small, tmp_path):
   rep = data.scaled(mnist_small.x_train[:50])
   exports = tflite.export_tflite({"baseline": trained_cnn, "pruned": pruned_cnn},
-                                 ["float32", "int8"], str(tmp_path), rep)
+                                 {"baseline": (["float32"], False),
+                                  "pruned": (["float32", "int8"], True)}, str(tmp_path), rep)
   assert [e.name for e in exports] == ["baseline_float32", "pruned_float32",
                                        "pruned_float32_sparse", "pruned_int8",
                                        "pruned_int8_sparse"]

@@ -16,8 +16,9 @@ def files(trained_cnn, mnist_small, tmp_path_factory):
   cfg = small_config(prune=True, pruning_rate=0.9, fine_tune_epochs=2)
   pruned = prune.prune(trained_cnn, mnist_small, cfg, str(d)).model
   rep = data.scaled(mnist_small.x_train[:50])
-  exports = tflite.export_tflite({"baseline": trained_cnn, "pruned": pruned}, ["int8"], str(d),
-                                 rep)
+  exports = tflite.export_tflite({"baseline": trained_cnn, "pruned": pruned},
+                                 {"baseline": (["float32"], False), "pruned": (["int8"], True)},
+                                 str(d), rep)
   return {e.name: e.path for e in exports}
 
 

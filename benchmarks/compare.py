@@ -1,0 +1,174 @@
+"""`make bench`: the TF-MOT tutorial recipe and this pipeline's recipes side by side, one process.
+
+  python -m benchmarks.compare --flagfile=configs/fashion_mnist.flags --out_dir=bench_out
+
+Takes the pipeline's own flags (data, baseline training, the pruning recipe), trains one
+baseline, then prunes copies of it with each recipe, exports every file, checks each one's
+accuracy through LiteRT and times them all interleaved. Writes compare.md, compare.json and
+two PNG charts to --out_dir.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from pipeline import run as run_lib  # Defines the pipeline's flags, which this command shares.
+
+_OUT_DIR = flags.DEFINE_string("out_dir", "bench_out", "Where compare.md, compare.json and the "
+                               "charts go (replaced if it holds an earlier comparison).")
+
+ALL_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+
+
+def tutorial_config(cfg):
+  """The TF-MOT pruning tutorial: every layer, PolynomialDecay 0.5 -> 0.8 over 2 fine-tune
+  epochs ending on the last step, masks every 100 steps, Adam at its default 1e-3."""
+  return dataclasses.replace(cfg, prune=True, pruning_scope="all", initial_sparsity=0.5,
+                             pruning_rate=0.8, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
+                             pruning_begin_step=0, pruning_frequency=100, pruning_end_step=None)
+
+
+def recipes(cfg, train_examples):
+  """{model name: (label, Config)} for every pruned row of the table."""
+  from pipeline import prune  # pylint: disable=g-import-not-at-top
+  tut = tutorial_config(cfg)
+  total = prune.schedule_steps(dataclasses.replace(tut, pruning_end_step=0),
+                               train_examples).total_steps
+  # TF-MOT updates masks only on steps that are multiples of the frequency (from step 1 on):
+  # in a run of under 100 steps (a smoke test), 100 would never prune.
+  tut = dataclasses.replace(tut, pruning_end_step=total - 1,
+                            pruning_frequency=min(100, max(1, total // 8)))
+  ours = dataclasses.replace(cfg, prune=True)
+  return {
+      "tfmot_tutorial": ("1. TF-MOT tutorial recipe", tut),
+      "pruned": (f"2. this pipeline, unstructured {cfg.pruning_rate:.0%}", ours),
+  }
+
+
+def to_markdown(result) -> str:
+  ds, rows = result["dataset"], result["rows"]
+  lines = [
+      f"Data: {ds['name']} from {ds['source']}; {ds['train_examples']} train, "
+      f"{ds['test_examples']} test images. One baseline ({result['baseline_accuracy']:.2%}), "
+      f"every file timed interleaved in one process: median of {result['runs']} invokes, "
+      "1 thread, LiteRT XNNPACK (builtin kernels where it fails). Ratios against the dense "
+      "float32 baseline.",
+      "",
+      "| recipe | file | test accuracy | vs baseline (points) | sparsity | gzip bytes | gzip ratio "
+      "| p50 ms | speed-up | effective MACs | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    kernels = r["delegate"] + (" (fallback)" if r["fallback_reason"] else "")
+    lines.append(
+        f"| {r['recipe']} | {r['name']} | {r['test_accuracy']:.2%} "
+        f"| {100 * (r['test_accuracy'] - result['baseline_accuracy']):+.2f} | {r['sparsity']:.1%} "
+        f"| {r['gzip_bytes']:,} | {r['gzip_ratio']:.2f}x | {r['latency_ms_p50']:.4f} "
+        f"| {r['speedup']:.2f}x | {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
+        f"| {kernels} |")
+  lines += ["", *result["verdicts"]]
+  return "\n".join(lines) + "\n"
+
+
+def verdicts(rows):
+  """Plain statements comparing row 2 with row 1 at the tutorial's own format (float32)."""
+  by = {r["name"]: r for r in rows}
+  tut, ours = by.get("tfmot_tutorial_float32"), by.get("pruned_float32")
+  if not (tut and ours):
+    return []
+  acc = "beats" if ours["test_accuracy"] > tut["test_accuracy"] else "does NOT beat"
+  size = "smaller" if ours["gzip_bytes"] < tut["gzip_bytes"] else "NOT smaller"
+  return [f"Row 2 (pruned_float32) {acc} row 1 on accuracy ({ours['test_accuracy']:.2%} vs "
+          f"{tut['test_accuracy']:.2%}) and its gzip file is {size} ({ours['gzip_bytes']:,} vs "
+          f"{tut['gzip_bytes']:,} bytes)."]
+
+
+def charts(rows, out_dir):
+  """accuracy_vs_gzip.png and accuracy_vs_latency.png, one marker per file."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  paths = []
+  for key, label, fname in [("gzip_bytes", "gzip size (KB)", "accuracy_vs_gzip.png"),
+                            ("latency_ms_p50", "latency p50 (ms, 1 thread)",
+                             "accuracy_vs_latency.png")]:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+      sel = [r for r in rows if r["recipe"] == recipe]
+      xs = [r[key] / (1024 if key == "gzip_bytes" else 1) for r in sel]
+      ax.scatter(xs, [100 * r["test_accuracy"] for r in sel], label=recipe, s=40)
+      for x, r in zip(xs, sel):
+        ax.annotate(r["name"].split("_", 1)[-1] if r["model"] != "baseline" else "baseline",
+                    (x, 100 * r["test_accuracy"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(label + ", log scale")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out_dir, fname)
+    fig.savefig(path + ".tmp.png", dpi=110)
+    os.replace(path + ".tmp.png", path)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def main(argv):
+  if len(argv) > 1:
+    run_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=_OUT_DIR.value)
+  from pipeline import data as data_lib, job, measure, models, prune, workdir  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  try:
+    prep = job.preflight(dataclasses.replace(cfg, prune=False, overwrite=True))
+  except ValueError as e:
+    run_lib.fail(str(e))
+  data, out_dir = prep.data, workdir.prepare(cfg.workdir, overwrite=True)
+  workdir.atomic_write(os.path.join(out_dir, workdir.MARKER), flags.FLAGS.flags_into_string())
+  logging.info("Comparing on %s from %s.", data.name, data.source)
+
+  from pipeline import train  # pylint: disable=g-import-not-at-top
+  seconds = {}
+  with measure.stage("baseline", seconds):
+    baseline = prep.baseline or models.build_model(cfg, data.input_shape, data.num_classes)
+    if prep.baseline is None:
+      train.train_baseline(baseline, data, cfg, out_dir)
+  x_test = data_lib.scaled(data.x_test)
+  built = {"baseline": baseline}
+  labels = {"baseline": "0. baseline (dense)"}
+  pruned_layers = {}
+  for name, (label, rcfg) in recipes(cfg, len(data.x_train)).items():
+    with measure.stage(name, seconds):
+      result = prune.prune(baseline, data, rcfg, os.path.join(out_dir, name))
+    built[name], labels[name], pruned_layers[name] = result.model, label, result.pruned_layers
+  outputs = {n: m.predict(x_test, batch_size=512, verbose=0) for n, m in built.items()}
+  plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
+          "pruned": (ALL_FORMATS, True)}
+  rows = measure.export_and_measure(
+      built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
+      int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
+      seconds=seconds)
+  for r in rows:
+    r["recipe"] = labels[r["model"]]
+    r["path"] = os.path.relpath(r["path"], out_dir)
+  result = {
+      "dataset": data.summary(), "runs": cfg.benchmark_runs, "stage_seconds": seconds,
+      "baseline_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
+      "recipes": {n: dataclasses.asdict(c) for n, (_, c) in recipes(cfg, len(data.x_train)).items()},
+      "rows": rows, "verdicts": verdicts(rows)}
+  md = to_markdown(result)
+  workdir.atomic_write(os.path.join(out_dir, "compare.json"), json.dumps(result, indent=2) + "\n")
+  workdir.atomic_write(os.path.join(out_dir, "compare.md"), md)
+  pngs = charts(rows, out_dir)
+  print(md)
+  print(f"Written: {out_dir}/compare.md, compare.json, {', '.join(os.path.basename(p) for p in pngs)}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=run_lib.parse_flags)
