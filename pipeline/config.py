@@ -7,6 +7,8 @@ DATASETS = ("mnist", "fashion_mnist")
 MODELS = ("small_cnn", "lenet5")
 PRUNING_SCOPES = ("inner", "all")
 EXPORT_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+STRUCTURED_CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamma")
+STRUCTURED_SCOPES = ("per_layer", "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,15 @@ class Config:
   pruning_scope: str = "inner"
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4
+
+  # Structured pruning (channels and units removed for real).
+  structured_rate: float = 0.0  # Fraction of filters/units removed; 0 = off.
+  structured_criterion: str = "l1"
+  structured_scope: str = "per_layer"
+  min_channels: int = 4  # No layer keeps fewer channels than this.
+  structured_steps: int = 1
+  structured_skip_layers: str = ""  # Regex of producer layer names left whole.
+  calibration_examples: int = 512  # Training images for activation-based criteria.
 
   # Export and benchmark.
   export_formats: tuple = ("float32", "int8")

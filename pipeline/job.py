@@ -10,11 +10,13 @@ import numpy as np
 
 from export import tflite as tflite_lib
 from pipeline import data as data_lib
+from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
 from pipeline import models as models_lib
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
 from pipeline import sparsity as sparsity_lib
+from pipeline import structured as structured_lib
 from pipeline import train as train_lib
 from pipeline import workdir as workdir_lib
 from pipeline.config import Config
@@ -65,30 +67,46 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
   baseline_row = {
       "test_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
       "path": "baseline.keras",
-      "params": int(baseline.count_params()),
       "best_epoch": fit.best_epoch if fit else None,
       "val_accuracy": fit.best_val_accuracy if fit else None,
       "model_sparsity": base_sparsity["model_sparsity"],
   }
   logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
 
-  models, pruned_row = {"baseline": baseline}, None
+  final, pruned_row, fits = baseline, {}, {}
+  if cfg.structured_rate > 0:
+    with measure_lib.stage("structured", seconds):
+      structured = structured_lib.prune_structures(baseline, data, cfg, wd)
+    final = structured.model
+    pruned_row["structured"] = {
+        "rate": cfg.structured_rate, "criterion": cfg.structured_criterion,
+        "scope": cfg.structured_scope, "steps": structured.steps,
+        "skipped": structured.skipped}
+  pruned_layers = []
   if cfg.prune:
     with measure_lib.stage("prune", seconds):
-      result = prune_lib.prune(baseline, data, cfg, wd, prep.schedule)
-      workdir_lib.save_keras(result.model, os.path.join(wd, "pruned.keras"))
-    models["pruned"] = result.model
-    outputs["pruned"] = result.model.predict(x_test, batch_size=512, verbose=0)
-    pruned_row = dict(
-        sparsity_lib.summarize(result.model, result.pruned_layers),
-        test_accuracy=float(np.mean(np.argmax(outputs["pruned"], -1) == data.y_test)),
-        path="pruned.keras", best_epoch=result.fit.best_epoch,
-        val_accuracy=result.fit.best_val_accuracy, schedule=dataclasses.asdict(result.schedule))
-    logging.info("Pruned test accuracy: %.4f at %.2f%% sparsity.", pruned_row["test_accuracy"],
-                 100 * pruned_row["sparsity"])
+      result = prune_lib.prune(final, data, cfg, wd, prep.schedule)
+    final, pruned_layers = result.model, result.pruned_layers
+    fits = {"best_epoch": result.fit.best_epoch, "val_accuracy": result.fit.best_val_accuracy,
+            "schedule": dataclasses.asdict(result.schedule)}
 
-  if cfg.prune:
-    plan = {"baseline": (("float32",), False), "pruned": (cfg.export_formats, True)}
+  models = {"baseline": baseline}
+  baseline_row.update(params=int(baseline.count_params()), macs=macs_lib.count(baseline))
+  if final is not baseline:
+    workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
+    models["pruned"] = final
+    outputs["pruned"] = final.predict(x_test, batch_size=512, verbose=0)
+    pruned_row.update(sparsity_lib.summarize(final, pruned_layers), **fits,
+                      test_accuracy=float(np.mean(np.argmax(outputs["pruned"], -1) == data.y_test)),
+                      path="pruned.keras", params=int(final.count_params()),
+                      macs=macs_lib.count(final))
+    logging.info("Pruned test accuracy: %.4f; %d parameters (baseline %d), %.2f%% sparsity.",
+                 pruned_row["test_accuracy"], pruned_row["params"], baseline_row["params"],
+                 100 * pruned_row["sparsity"])
+  pruned_row = pruned_row or None
+
+  if "pruned" in models:
+    plan = {"baseline": (("float32",), False), "pruned": (cfg.export_formats, cfg.prune)}
   else:
     plan = {"baseline": (tuple(dict.fromkeys(("float32",) + cfg.export_formats)), False)}
   rows = measure_lib.export_and_measure(

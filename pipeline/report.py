@@ -96,8 +96,22 @@ def to_markdown(report: dict) -> str:
         if extra:
           lines.append(f"- {e['name']}, also: {'; '.join(extra)}.")
   if p is not None:
-    lines += ["", f"Sparsity = zeros among the kernels of the pruned layers "
-              f"({', '.join(p['pruned_layers'])}); over all weights: {_pct(p['model_sparsity'])}."]
+    lines += ["", f"Parameters: baseline {b['params']:,}, pruned {p['params']:,} "
+              f"({p['params'] / b['params']:.2f}x); MACs per inference: baseline "
+              f"{b['macs'] / 1e6:.2f}M, pruned {p['macs'] / 1e6:.2f}M ({p['macs'] / b['macs']:.2f}x)."]
+    st = p.get("structured")
+    if st:
+      diffs = max(step["max_abs_diff_vs_masked"] for step in st["steps"])
+      lines.append(f"Structured pruning ({st['criterion']}, {st['scope']}, {len(st['steps'])} "
+                   f"step(s)) removed {st['rate']:.0%} of the channels of each prunable group; "
+                   f"before fine-tuning, the smaller model matched the masked original to "
+                   f"{diffs:.1e}.")
+      for layer, reason in sorted(st["skipped"].items()):
+        lines.append(f"- left whole: {layer}: {reason}")
+    if p["pruned_layers"]:
+      lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
+                   f"({', '.join(p['pruned_layers'])}); over all weights: "
+                   f"{_pct(p['model_sparsity'])}.")
   return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ fraction of a second, before TensorFlow loads.
 """
 
 import datetime
+import re
 import sys
 
 from absl import app
@@ -38,7 +39,8 @@ _LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate for the base
                          lower_bound=0.0)
 # Pruning.
 _PRUNE = flags.DEFINE_bool("prune", False, "Prune the baseline with TF-MOT and fine-tune it; "
-                           "without it only the dense model is trained and exported.")
+                           "without it (and without --structured_rate) only the dense model is "
+                           "trained and exported.")
 _PRUNING_RATE = flags.DEFINE_float("pruning_rate", 0.5, "Final fraction of weights removed from "
                                    "each pruned layer, 0 <= rate < 1.")
 _INITIAL_SPARSITY = flags.DEFINE_float("initial_sparsity", 0.0, "Sparsity at the first pruning "
@@ -57,6 +59,24 @@ _FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning 
                                   "pruning.", lower_bound=1)
 _FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
                             "fine-tuning.", lower_bound=0.0)
+# Structured pruning.
+_S_RATE = flags.DEFINE_float("structured_rate", 0.0, "Fraction of filters/units removed for real "
+                             "(a smaller dense model), 0 <= rate < 1; 0 turns it off.")
+_S_CRITERION = flags.DEFINE_enum(
+    "structured_criterion", "l1", config_lib.STRUCTURED_CRITERIA,
+    "Channel score: l1/l2 filter norm; apoz or mean_activation on calibration images; taylor "
+    "(activation x gradient); bn_gamma (BatchNorm scale after the layer).")
+_S_SCOPE = flags.DEFINE_enum("structured_scope", "per_layer", config_lib.STRUCTURED_SCOPES,
+                             "per_layer: the same fraction from every layer; global: one "
+                             "threshold over normalised scores, so robust layers lose more.")
+_MIN_CHANNELS = flags.DEFINE_integer("min_channels", 4, "No layer keeps fewer channels.",
+                                     lower_bound=1)
+_S_STEPS = flags.DEFINE_integer("structured_steps", 1, "Remove channels in this many steps, "
+                                "fine-tuning between them.", lower_bound=1)
+_S_SKIP = flags.DEFINE_string("structured_skip_layers", "", "Regex of layer names left whole "
+                              "(the classifier always is).")
+_CALIBRATION = flags.DEFINE_integer("calibration_examples", 512, "Training images used by the "
+                                    "activation-based criteria.", lower_bound=1)
 # Export and benchmark.
 _FORMATS = flags.DEFINE_list("export_formats", "float32,int8", "TFLite formats for the pruned "
                              f"model, from: {', '.join(config_lib.EXPORT_FORMATS)}. Sparse models "
@@ -72,6 +92,19 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a previous run in --
 
 flags.register_validator("pruning_rate", lambda r: 0.0 <= r < 1.0,
                          "must be in [0, 1): the fraction of weights removed")
+flags.register_validator("structured_rate", lambda r: 0.0 <= r < 1.0,
+                         "must be in [0, 1): the fraction of filters and units removed")
+
+
+def _valid_regex(pattern: str) -> bool:
+  try:
+    re.compile(pattern)
+    return True
+  except re.error:
+    return False
+
+
+flags.register_validator("structured_skip_layers", _valid_regex, "must be a valid regex")
 flags.register_validator("initial_sparsity", lambda r: 0.0 <= r < 1.0, "must be in [0, 1)")
 flags.register_validator(
     "export_formats", lambda fs: bool(fs) and all(f in config_lib.EXPORT_FORMATS for f in fs),
@@ -115,6 +148,10 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
+      structured_rate=_S_RATE.value, structured_criterion=_S_CRITERION.value,
+      structured_scope=_S_SCOPE.value, min_channels=_MIN_CHANNELS.value,
+      structured_steps=_S_STEPS.value, structured_skip_layers=_S_SKIP.value,
+      calibration_examples=_CALIBRATION.value,
       export_formats=tuple(dict.fromkeys(_FORMATS.value)), int8_io=_INT8_IO.value,
       benchmark_runs=_RUNS.value, benchmark_warmup_runs=_WARMUP.value,
       workdir=_WORKDIR.value or f"runs/{_DATASET.value}-{now:%Y%m%d-%H%M%S}",

