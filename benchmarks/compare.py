@@ -22,6 +22,13 @@ from pipeline import run as run_lib  # Defines the pipeline's flags, which this 
 _OUT_DIR = flags.DEFINE_string("out_dir", "bench_out", "Where compare.md, compare.json and the "
                                "charts go (replaced if it holds an earlier comparison).")
 
+_EDGE_STRUCTURED = flags.DEFINE_float("edge_structured_rate", 0.5, "Row 3: fraction of "
+                                       "channels removed (as configs/fashion_mnist_edge.flags).")
+_EDGE_PRUNING = flags.DEFINE_float("edge_pruning_rate", 0.8, "Row 3: unstructured sparsity on "
+                                   "what remains (as configs/fashion_mnist_edge.flags).")
+_MOBILENET = flags.DEFINE_bool("mobilenet", True, "Also remove half the channels of "
+                               "MobileNetV2 (alpha 0.35, 96x96x3, random weights) and time it.")
+
 ALL_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 
 
@@ -44,9 +51,13 @@ def recipes(cfg, train_examples):
   tut = dataclasses.replace(tut, pruning_end_step=total - 1,
                             pruning_frequency=min(100, max(1, total // 8)))
   ours = dataclasses.replace(cfg, prune=True)
+  edge = dataclasses.replace(cfg, prune=True, structured_rate=_EDGE_STRUCTURED.value,
+                             pruning_rate=_EDGE_PRUNING.value)
   return {
       "tfmot_tutorial": ("1. TF-MOT tutorial recipe", tut),
       "pruned": (f"2. this pipeline, unstructured {cfg.pruning_rate:.0%}", ours),
+      "edge": (f"3. this pipeline, structured {edge.structured_rate:.0%} + unstructured "
+               f"{edge.pruning_rate:.0%}", edge),
   }
 
 
@@ -71,6 +82,16 @@ def to_markdown(result) -> str:
         f"| {r['speedup']:.2f}x | {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
         f"| {kernels} |")
   lines += ["", *result["verdicts"]]
+  mb = result.get("mobilenet_v2")
+  if mb:
+    lines += ["", f"MobileNetV2 (alpha 0.35, 96x96x3, 10 classes, random weights), half the "
+              f"channels of every prunable group removed ({mb['criterion']}, per layer): MACs "
+              f"{mb['macs_before'] / 1e6:.1f}M -> {mb['macs_after'] / 1e6:.1f}M "
+              f"({mb['macs_ratio']:.2f}x), parameters {mb['params_before']:,} -> "
+              f"{mb['params_after']:,}, float32 latency p50 {mb['p50_before_ms']:.3f} -> "
+              f"{mb['p50_after_ms']:.3f} ms ({mb['speedup']:.2f}x lower), smaller model equals "
+              f"the masked original to {mb['max_abs_diff_vs_masked']:.1e}; "
+              f"{mb['coupled_groups']} coupled residual groups."]
   return "\n".join(lines) + "\n"
 
 
@@ -119,6 +140,34 @@ def charts(rows, out_dir):
   return paths
 
 
+def mobilenet_check(out_dir, runs, warmup_runs) -> dict:
+  """Removes half the channels of MobileNetV2 and times both float32 files side by side."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from export import timing, tflite  # pylint: disable=g-import-not-at-top
+  from pipeline import macs, structured, surgery, workdir  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3),
+                                         classes=10)
+  a = surgery.analyze(model)
+  keep = structured.select(a, structured.scores(a, "l1", None, None), 0.5, "per_layer", 1)
+  small = surgery.shrink(a, keep)
+  x = np.random.default_rng(0).random((8, 96, 96, 3), np.float32)
+  diff = surgery.max_output_difference(a, keep, small, x)
+  files = {}
+  for name, m in (("mobilenet_v2", model), ("mobilenet_v2_half", small)):
+    files[name] = workdir.atomic_write(os.path.join(out_dir, name + ".tflite"),
+                                       tflite.convert(m, "float32"))
+  before, after = timing.measure(files, warmup_runs=warmup_runs, runs=runs)
+  return {"criterion": "l1", "macs_before": macs.count(model), "macs_after": macs.count(small),
+          "macs_ratio": macs.count(small) / macs.count(model),
+          "params_before": model.count_params(), "params_after": small.count_params(),
+          "p50_before_ms": before.p50_ms, "p50_after_ms": after.p50_ms,
+          "speedup": before.p50_ms / after.p50_ms, "max_abs_diff_vs_masked": diff,
+          "coupled_groups": sum(len(g.producers) > 1 for g in a.prunable()),
+          "skipped": a.skipped()}
+
+
 def main(argv):
   if len(argv) > 1:
     run_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -143,13 +192,18 @@ def main(argv):
   built = {"baseline": baseline}
   labels = {"baseline": "0. baseline (dense)"}
   pruned_layers = {}
+  from pipeline import structured  # pylint: disable=g-import-not-at-top
   for name, (label, rcfg) in recipes(cfg, len(data.x_train)).items():
     with measure.stage(name, seconds):
-      result = prune.prune(baseline, data, rcfg, os.path.join(out_dir, name))
+      start = baseline
+      if rcfg.structured_rate:
+        start = structured.prune_structures(baseline, data, rcfg,
+                                            os.path.join(out_dir, name)).model
+      result = prune.prune(start, data, rcfg, os.path.join(out_dir, name))
     built[name], labels[name], pruned_layers[name] = result.model, label, result.pruned_layers
   outputs = {n: m.predict(x_test, batch_size=512, verbose=0) for n, m in built.items()}
   plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
-          "pruned": (ALL_FORMATS, True)}
+          "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False)}
   rows = measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
       int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
@@ -162,6 +216,10 @@ def main(argv):
       "baseline_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
       "recipes": {n: dataclasses.asdict(c) for n, (_, c) in recipes(cfg, len(data.x_train)).items()},
       "rows": rows, "verdicts": verdicts(rows)}
+  if _MOBILENET.value:
+    with measure.stage("mobilenet_v2", seconds):
+      result["mobilenet_v2"] = mobilenet_check(os.path.join(out_dir, "mobilenet"),
+                                               cfg.benchmark_runs, cfg.benchmark_warmup_runs)
   md = to_markdown(result)
   workdir.atomic_write(os.path.join(out_dir, "compare.json"), json.dumps(result, indent=2) + "\n")
   workdir.atomic_write(os.path.join(out_dir, "compare.md"), md)

@@ -22,10 +22,19 @@ def test_compare_runs_every_recipe_and_writes_table_json_charts(tmp_path):
   assert 0.6 < by["tfmot_tutorial_float32"]["sparsity"] <= 0.81
   assert by["tfmot_tutorial_float32"]["layer_sparsity"]["conv1"] > 0.5
   assert abs(by["pruned_float32"]["sparsity"] - 0.9) < 0.01
+  # Row 3: half the channels removed for real, then 80% of what remains pruned.
+  assert by["edge_float32"]["macs"] < 0.3 * by["baseline_float32"]["macs"]
+  assert abs(by["edge_float32"]["sparsity"] - 0.8) < 0.01
+  assert {"edge_float32", "edge_dynamic_int8", "edge_int8"} <= set(by)
+  mb = result["mobilenet_v2"]
+  assert mb["macs_ratio"] <= 0.55 and mb["max_abs_diff_vs_masked"] < 1e-5
+  assert mb["coupled_groups"] >= 1 and mb["p50_after_ms"] > 0
   assert result["recipes"]["tfmot_tutorial"]["initial_sparsity"] == 0.5
   assert result["verdicts"] and result["verdicts"][0].startswith("Row 2 (pruned_float32)")
   md = (out / "compare.md").read_text()
   assert "| 1. TF-MOT tutorial recipe | tfmot_tutorial_float32 |" in md
+  assert "| 3. this pipeline, structured 50% + unstructured 80% | edge_int8 |" in md
+  assert "MobileNetV2 (alpha 0.35, 96x96x3, 10 classes, random weights)" in md
   for png in ("accuracy_vs_gzip.png", "accuracy_vs_latency.png"):
     assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
