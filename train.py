@@ -1,4 +1,4 @@
-"""`python train.py --prune --pruning_rate 0.5`: the same flags and job as `python -m pipeline.run`."""
+"""`python train.py --prune --pruning_rate 0.5`: the same flags and job as pipeline.run."""
 
 from pipeline.run import run
 

@@ -11,12 +11,12 @@ two PNG charts to --out_dir.
 import dataclasses
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from pipeline import cli
 from pipeline import run as run_lib  # Defines the pipeline's flags, which this command shares.
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "bench_out", "Where compare.md, compare.json and the "
@@ -71,15 +71,17 @@ def to_markdown(result) -> str:
       "float32 baseline.",
       "",
       "| recipe | file | test accuracy | vs baseline (points) | sparsity | gzip bytes | gzip ratio "
-      "| p50 ms | speed-up | effective MACs | kernels |",
-      "|---|---|---|---|---|---|---|---|---|---|---|"]
+      "| p50 ms | speed-up | MACs vs baseline | effective MACs | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  ref_macs = next(r["macs"] for r in rows if r["model"] == "baseline")
   for r in rows:
     kernels = r["delegate"] + (" (fallback)" if r["fallback_reason"] else "")
     lines.append(
         f"| {r['recipe']} | {r['name']} | {r['test_accuracy']:.2%} "
         f"| {100 * (r['test_accuracy'] - result['baseline_accuracy']):+.2f} | {r['sparsity']:.1%} "
         f"| {r['gzip_bytes']:,} | {r['gzip_ratio']:.2f}x | {r['latency_ms_p50']:.4f} "
-        f"| {r['speedup']:.2f}x | {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
+        f"| {r['speedup']:.2f}x | {r['macs'] / ref_macs:.2f}x "
+        f"| {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
         f"| {kernels} |")
   lines += ["", *result["verdicts"]]
   mb = result.get("mobilenet_v2")
@@ -170,14 +172,14 @@ def mobilenet_check(out_dir, runs, warmup_runs) -> dict:
 
 def main(argv):
   if len(argv) > 1:
-    run_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=_OUT_DIR.value)
   from pipeline import data as data_lib, job, measure, models, prune, workdir  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   try:
     prep = job.preflight(dataclasses.replace(cfg, prune=False, overwrite=True))
   except ValueError as e:
-    run_lib.fail(str(e))
+    cli.fail(str(e))
   data, out_dir = prep.data, workdir.prepare(cfg.workdir, overwrite=True)
   workdir.atomic_write(os.path.join(out_dir, workdir.MARKER), flags.FLAGS.flags_into_string())
   logging.info("Comparing on %s from %s.", data.name, data.source)
@@ -214,7 +216,8 @@ def main(argv):
   result = {
       "dataset": data.summary(), "runs": cfg.benchmark_runs, "stage_seconds": seconds,
       "baseline_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
-      "recipes": {n: dataclasses.asdict(c) for n, (_, c) in recipes(cfg, len(data.x_train)).items()},
+      "recipes": {n: dataclasses.asdict(c)
+                  for n, (_, c) in recipes(cfg, len(data.x_train)).items()},
       "rows": rows, "verdicts": verdicts(rows)}
   if _MOBILENET.value:
     with measure.stage("mobilenet_v2", seconds):
@@ -225,8 +228,9 @@ def main(argv):
   workdir.atomic_write(os.path.join(out_dir, "compare.md"), md)
   pngs = charts(rows, out_dir)
   print(md)
-  print(f"Written: {out_dir}/compare.md, compare.json, {', '.join(os.path.basename(p) for p in pngs)}")
+  charts_written = ", ".join(os.path.basename(p) for p in pngs)
+  print(f"Written: {out_dir}/compare.md, compare.json, {charts_written}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=run_lib.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 from export import litert
+from pipeline.cli import fail, parse_flags
 
 _THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
 _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
@@ -34,18 +35,6 @@ flags.register_validator("delegates", lambda ds: bool(ds) and all(d in litert.DE
                          f"must be a comma-separated list from: {', '.join(litert.DELEGATES)}")
 
 
-def _fail(message: str) -> None:
-  sys.stderr.write(f"error: {message}\n")
-  sys.exit(2)
-
-
-def parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(" ".join(str(e).split()))
-
-
 def _names(paths):
   """Short unique names: the file name without .tflite, with the folder if names clash."""
   base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
@@ -57,14 +46,14 @@ def _names(paths):
 def main(argv):
   paths = argv[1:]
   if not paths:
-    _fail("no .tflite file given; usage: python -m export.benchmark FILE... [--threads=1,2]")
+    fail("no .tflite file given; usage: python -m export.benchmark FILE... [--threads=1,2]")
   for p in paths:
     if not os.path.isfile(p):
-      _fail(f"{p}: no such file")
+      fail(f"{p}: no such file")
   names = _names(paths)
   ref = _REFERENCE.value or paths[0]
   if ref not in paths and ref not in names:
-    _fail(f"--reference={ref}: not among the files given")
+    fail(f"--reference={ref}: not among the files given")
   ref_name = names[paths.index(ref)] if ref in paths else ref
 
   from export import timing  # pylint: disable=g-import-not-at-top
@@ -79,14 +68,38 @@ def main(argv):
                              runs=_RUNS.value, rounds=_ROUNDS.value,
                              progress=progress if sys.stderr.isatty() else None)
   except ValueError as e:  # LiteRT refuses a file that is not a valid model.
-    _fail(str(e))
+    fail(str(e))
   if sys.stderr.isatty():
     sys.stderr.write("\n")
   print(timing.to_markdown(results, ref_name))
+  work = _work(dict(zip(names, paths)), ref_name)
+  print("\n" + "\n".join(work["lines"]))
   if _JSON.value:
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
     workdir.atomic_write(_JSON.value, json.dumps(
-        {"reference": ref_name, "results": [r.__dict__ for r in results]}, indent=2) + "\n")
+        {"reference": ref_name, "results": [r.__dict__ for r in results], "work": work["files"]},
+        indent=2) + "\n")
+
+
+def _work(files, ref_name):
+  """MACs and effective MACs (zero weights skipped) per file, and whether any kernel here can
+  skip zeros: how far a measured speed-up could go, given the work left."""
+  from export import graph  # pylint: disable=g-import-not-at-top
+  has_avx = graph.cpu_has_avx()
+  info = {}
+  for name, path in files.items():
+    g = graph.read(path)
+    info[name] = {"macs": g.macs, "effective_macs": g.effective_macs,
+                  "sparse_kernel_blockers": graph.sparse_inference_blockers(g, has_avx)}
+  ref = info[ref_name]["macs"] or 1
+  lines = ["| file | MACs | vs reference | effective MACs | can skip zeros here |",
+           "|---|---|---|---|---|"]
+  for name, w in info.items():
+    blockers = w["sparse_kernel_blockers"]
+    skip = "no: " + "; ".join(blockers) if blockers else "yes (XNNPACK sparse kernels)"
+    lines.append(f"| {name} | {w['macs']:,} | {w['macs'] / ref:.2f}x "
+                 f"| {w['effective_macs']:,.0f} | {skip} |")
+  return {"files": info, "lines": lines}
 
 
 def run():

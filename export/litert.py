@@ -1,4 +1,4 @@
-"""Run .tflite files with LiteRT: open with a chosen delegate (falling back when it fails), predict."""
+"""Run .tflite files with LiteRT: open with a delegate (falling back when it fails), predict."""
 
 import dataclasses
 from typing import Optional
@@ -35,7 +35,8 @@ def open_model(path_or_bytes, threads: int = 1, delegate: str = "xnnpack") -> Op
       return Opened(_allocated(label, num_threads=threads, **src), "xnnpack")
     except RuntimeError as e:
       reason = " ".join(str(e).replace("Node number", ". Node number").split())[:200]
-      return Opened(_builtin(label, src, threads), "builtin", f"XNNPACK failed to prepare: {reason}")
+      return Opened(_builtin(label, src, threads), "builtin",
+                    f"XNNPACK failed to prepare: {reason}")
   return Opened(_builtin(label, src, threads), "builtin")
 
 

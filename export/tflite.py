@@ -1,4 +1,4 @@
-"""TFLite conversion: float32, float16, dynamic-range int8 and full-integer int8, dense or sparse."""
+"""TFLite conversion: float32, float16, dynamic-range and full-integer int8, dense or sparse."""
 
 import dataclasses
 import os

@@ -36,8 +36,9 @@ def expected_zeros(kernel: np.ndarray, layer: graph_lib.Layer) -> float:
   """
   if layer.scales is None or layer.dtype not in ("int8", "uint8"):
     return float(np.mean(kernel == 0))
-  k = kernel.reshape(*kernel.shape[:2], -1) if kernel.ndim == 4 and layer.op == "DEPTHWISE_CONV_2D" \
-      else kernel
+  k = kernel
+  if kernel.ndim == 4 and layer.op == "DEPTHWISE_CONV_2D":
+    k = kernel.reshape(*kernel.shape[:2], -1)
   scales = np.asarray(layer.scales, np.float64)
   return float(np.mean(np.round(k / (scales if scales.size > 1 else scales[0])) == 0))
 

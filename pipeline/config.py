@@ -1,4 +1,4 @@
-"""The run's configuration: one frozen dataclass built from flags in run.py and read by every stage."""
+"""The run's configuration: one frozen dataclass built from flags in run.py, read by every stage."""
 
 import dataclasses
 from typing import Optional

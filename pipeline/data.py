@@ -1,4 +1,4 @@
-"""Data stage: load MNIST or Fashion-MNIST offline-first and split it into train, validation and test."""
+"""Data stage: load MNIST or Fashion-MNIST offline-first; split into train, validation and test."""
 
 import dataclasses
 import gzip
@@ -99,7 +99,7 @@ def _find_idx_dir(candidates) -> Optional[str]:
 
 
 def _online(timeout: float = _ONLINE_PROBE_SECONDS) -> bool:
-  """True if the TFDS host answers within `timeout` s (DNS included, which a socket timeout misses)."""
+  """True if the TFDS host answers within `timeout` s (DNS too, which a socket timeout misses)."""
   result = []
 
   def probe():
@@ -170,13 +170,15 @@ def _load_raw(cfg: Config):
       return (f"idx:{idx_dir}", read_idx(f["train_images"]), read_idx(f["train_labels"]),
               read_idx(f["test_images"]), read_idx(f["test_labels"]))
     if _tfds_prepared("fashion_mnist", cfg.data_dir):
-      return ("tfds:fashion_mnist (prepared copy)",) + _load_tfds("fashion_mnist", cfg.data_dir, False)
+      return (("tfds:fashion_mnist (prepared copy)",)
+              + _load_tfds("fashion_mnist", cfg.data_dir, False))
     if _online():
       return ("tfds:fashion_mnist (downloaded)",) + _load_tfds("fashion_mnist", cfg.data_dir, True)
     raise DataNotFoundError(
         f"--dataset=fashion_mnist: no IDX files in --data_dir={cfg.data_dir} or "
         f"{DEBIAN_FASHION_DIR}, no prepared TFDS copy, and offline; run "
-        "`apt-get install dataset-fashion-mnist` or pass --data_dir holding the four *-ubyte.gz files")
+        "`apt-get install dataset-fashion-mnist` or pass --data_dir holding the four "
+        "*-ubyte.gz files")
 
   raise ValueError(f"--dataset={cfg.dataset}: unknown; valid: mnist, fashion_mnist")
 

@@ -1,4 +1,4 @@
-"""Chains the stages: data -> model -> baseline -> prune -> strip -> export -> verify -> benchmark -> report."""
+"""Chains the stages: data, baseline, structured, prune, strip, export, verify, timing, report."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Entry point: `python -m pipeline.run --flagfile=configs/mnist.flags` (also `train.py`, `prune-pipeline`).
+"""Entry point: `python -m pipeline.run --flagfile=configs/mnist.flags`, train.py, prune-pipeline.
 
 Flags are defined and read only here. main() turns them into one frozen Config, checks
 everything a bad flag could break before writing anything, then runs the stages in
@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from pipeline import config as config_lib
+from pipeline.cli import fail, parse_flags
 
 # Data.
 _DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
@@ -118,22 +119,6 @@ flags.register_multi_flags_validator(
     lambda f: None in (f["pruning_begin_step"], f["pruning_end_step"]) or
     f["pruning_begin_step"] <= f["pruning_end_step"],
     "--pruning_begin_step must not exceed --pruning_end_step")
-
-
-def fail(message: str) -> None:
-  """Prints one error line and exits with status 2."""
-  sys.stderr.write(f"error: {message}\n")
-  sys.exit(2)
-
-
-def parse_flags(argv):
-  """absl's parser, but a bad flag costs one line on stderr and exit status 2, no usage dump."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.CantOpenFlagFileError as e:
-    fail("--flagfile: " + " ".join(str(e).replace("ERROR::", "").split()))
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
 
 
 def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:

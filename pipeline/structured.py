@@ -1,4 +1,4 @@
-"""Structured pruning stage: score channels, remove the weakest for real, fine-tune between steps."""
+"""Structured pruning stage: score channels, remove the weakest for real, fine-tune in between."""
 
 import dataclasses
 import os
@@ -64,7 +64,8 @@ def _activation_point(a: surgery.Analysis, producer: str) -> str:
   return _follow(a, producer, _NONLINEAR)
 
 
-def scores(a: surgery.Analysis, criterion: str, x: np.ndarray, y: np.ndarray) -> Dict[int, np.ndarray]:
+def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
+           y: np.ndarray) -> Dict[int, np.ndarray]:
   """Per-channel importance of every prunable group (higher = keep); coupled producers add up.
 
   Args:

@@ -1,4 +1,4 @@
-"""Structured surgery: find which channels of a tf_keras model can be removed, and rebuild it smaller.
+"""Structured surgery: find which channels of a tf_keras model can go, and rebuild it smaller.
 
 A model's tensors carry channel spaces. A producer (Conv2D, Dense, SeparableConv2D) starts a
 group of channels; pass-through layers (BatchNorm, activations, pooling, Dropout, padding,

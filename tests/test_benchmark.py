@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import REPO, run_cli
+from export import graph
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def test_cli_times_foreign_files_and_writes_json(foreign_files):
                   "--threads=1,2", "--delegates=xnnpack,builtin", "--runs=40", "--warmup_runs=2",
                   "--rounds=4", f"--json={out}"], cwd=REPO, module="export.benchmark")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  rows = [l for l in proc.stdout.splitlines() if l.startswith("| float") or l.startswith("| int8")]
+  rows = [l for l in proc.stdout.splitlines()
+          if l.startswith(("| float |", "| int8 |")) and ("| xnnpack |" in l or "| builtin |" in l)]
   assert len(rows) == 8  # 2 files x 2 delegates x 2 thread counts.
   result = json.loads(out.read_text())
   assert result["reference"] == "float"
@@ -39,6 +41,9 @@ def test_cli_times_foreign_files_and_writes_json(foreign_files):
       (n, d, t) for n in ("float", "int8") for d in ("xnnpack", "builtin") for t in (1, 2)}
   for r in result["results"]:
     assert r["runs"] == 40 and r["p50_ms"] <= r["p99_ms"] and r["bytes"] > 0
+  assert result["work"]["float"]["macs"] == 16 * 64 + 64 * 4  # Read from the file's graph.
+  blocked = "no: this CPU has AVX;" if graph.cpu_has_avx() else "no: "
+  assert f"| float | 1,280 | 1.00x | 1,280 | {blocked}" in proc.stdout
 
 
 @pytest.mark.parametrize("args,expected", [

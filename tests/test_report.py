@@ -35,6 +35,9 @@ def test_markdown_rows_and_fallback_note(tmp_path):
   md = report.to_markdown(_report(tmp_path))
   assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1657 "
           "| 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
+  r = _report(tmp_path)
+  r["exports"].insert(0, dict(r["exports"][0], name="baseline_float32", macs=5_262_080))
+  assert "| 0.44M of 2.63M (0.50x) |" in report.to_markdown(r)
   assert "| pruned (Keras) | 97.10% | +0.30 | 90.00% |" in md
   assert "- pruned_int8_sparse: XNNPACK failed to prepare: node #8" in md
   assert "(conv2, dense1); over all weights: 89.00%" in md
@@ -62,3 +65,16 @@ def test_markdown_says_which_kernels_could_skip_zeros(tmp_path):
   assert "- pruned_int8_sparse, also: weights are not float32/float16." in md
   r["exports"][1]["sparse_kernel_blockers"] = []
   assert "XNNPACK's sparse kernels can, for pruned_float32_sparse." in report.to_markdown(r)
+
+
+def test_markdown_reports_structured_pruning_and_what_was_left_whole(tmp_path):
+  r = _report(tmp_path)
+  r["pruned"]["structured"] = {
+      "rate": 0.5, "criterion": "taylor", "scope": "global",
+      "steps": [{"max_abs_diff_vs_masked": 3e-9}, {"max_abs_diff_vs_masked": 7e-9}],
+      "skipped": {"classifier": "it is the model's output (the classifier is never pruned)"}}
+  md = report.to_markdown(r)
+  assert ("Structured pruning (taylor, global, 2 step(s)) removed 50% of the channels of each "
+          "prunable group; before fine-tuning, the smaller model matched the masked original to "
+          "7.0e-09.") in md
+  assert "- left whole: classifier: it is the model's output (the classifier is never pruned)" in md

@@ -20,7 +20,8 @@ BAD_FLAGS = [
      "--pruning_rate"),
     (["--epochs=-1"], "error: flag --epochs=-1: -1 is not a positive integer"),
     (["--batch_size=0"], "error: flag --batch_size=0: 0 is not a positive integer"),
-    (["--dataset=nope"], "error: flag --dataset=nope: value should be one of <mnist|fashion_mnist>"),
+    (["--dataset=nope"],
+     "error: flag --dataset=nope: value should be one of <mnist|fashion_mnist>"),
     (["--flagfile=missing.flags"],
      "error: --flagfile: Unable to open flagfile: [Errno 2] No such file or directory: "
      "'missing.flags'"),
@@ -96,8 +97,8 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   assert pruned["model_sparsity"] < pruned["sparsity"]
   assert set(pruned["layer_sparsity"]) == {"conv1", "conv2", "dense1", "classifier"}
   names = [e["name"] for e in report["exports"]]
-  assert names == ["baseline_float32", "pruned_float32", "pruned_float32_sparse", "pruned_int8",
-                   "pruned_int8_sparse"]
+  assert names == ["baseline_float32"] + [f"pruned_{f}{s}" for f in (
+      "float32", "float16", "dynamic_int8", "int8") for s in ("", "_sparse")]
   for e in report["exports"]:
     assert not os.path.isabs(e["path"]) and (wd / e["path"]).stat().st_size == e["bytes"]
     assert 0 <= e["test_accuracy"] <= 1 and e["latency_ms_p50"] > 0 and e["gzip_bytes"] > 0
@@ -120,6 +121,15 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   assert again.returncode == 2
   assert f"error: --workdir={wd}: holds another run; pass --overwrite to replace it" in again.stderr
   assert (wd / "report.json").read_text() == before
+
+  # --baseline_path reuses that trained baseline instead of training one.
+  wd2 = tmp_path / "reuse"
+  proc = run_cli(["--flagfile=configs/smoke.flags", "--export_formats=float32",
+                  f"--baseline_path={wd}/baseline.keras", f"--workdir={wd2}"], cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  reused = json.loads((wd2 / "report.json").read_text())
+  assert reused["baseline"]["best_epoch"] is None  # Not trained: loaded.
+  assert reused["baseline"]["test_accuracy"] == report["baseline"]["test_accuracy"]
 
 
 def test_train_py_alias_prunes_to_the_given_rate(tmp_path):

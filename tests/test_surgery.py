@@ -1,7 +1,6 @@
-"""Tests for pipeline/surgery.py: every supported pattern shrinks exactly; the rest is left whole."""
+"""Tests for pipeline/surgery.py: supported patterns shrink exactly; the rest is left whole."""
 
 import numpy as np
-import pytest
 import tf_keras as keras
 
 from pipeline import macs, surgery
