@@ -16,6 +16,7 @@ from pipeline import sparsity as sparsity_lib
 from pipeline import workdir as workdir_lib
 
 REPRESENTATIVE_EXAMPLES = 200  # Training images used to calibrate int8 activations.
+TIMING_ROUNDS = 20  # Interleaved rounds: more rounds spread machine-load drift over every file.
 
 
 @contextlib.contextmanager
@@ -65,6 +66,7 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
   with stage("benchmark", seconds):
     timings = timing_lib.measure({e.name: e.path for e in exports}, threads=(1,),
                                  delegates=("xnnpack",), warmup_runs=warmup_runs, runs=runs,
+                                 rounds=TIMING_ROUNDS,
                                  progress=lambda m: logging.info("benchmark: %s", m))
 
   ref = next(t for t in timings if t.name == tflite_lib.REFERENCE)

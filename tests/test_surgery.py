@@ -135,3 +135,17 @@ def test_mobilenet_v2_half_channels():
   assert max(len(g.producers) for g in a.prunable()) >= 3  # A block chain joined by Adds.
   assert list(a.skipped()) == ["predictions"]
   assert macs.count(small) <= 0.55 * macs.count(model)
+
+
+def test_multiply_couples_its_inputs_like_add():
+  """A gated block: conv * sigmoid(conv), then a 1x1 conv; the two producers go together."""
+  inp = keras.Input((10, 10, 3))
+  a = keras.layers.Conv2D(8, 3, activation="relu", name="value")(inp)
+  g = keras.layers.Conv2D(8, 3, activation="sigmoid", name="gate")(inp)
+  x = keras.layers.Multiply(name="mul")([a, g])
+  x = keras.layers.Conv2D(6, 1, activation="relu", name="mix")(x)
+  out = keras.layers.Dense(3, name="out")(keras.layers.GlobalAveragePooling2D()(x))
+  model = keras.Model(inp, out)
+  a, keep, small = _shrink_and_check(model, RNG.random((4, 10, 10, 3), np.float32))
+  assert sorted(sorted(g.producers) for g in a.prunable()) == [["gate", "value"], ["mix"]]
+  assert small.get_layer("value").filters == small.get_layer("gate").filters == 4
