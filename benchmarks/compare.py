@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -233,4 +232,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main, __name__)

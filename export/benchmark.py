@@ -9,11 +9,11 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from export import litert
-from pipeline.cli import fail, parse_flags
+from pipeline import cli
+from pipeline.cli import fail
 
 _THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
 _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
@@ -103,7 +103,7 @@ def _work(files, ref_name):
 
 
 def run():
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import sys
 
+from absl import app
 from absl import flags
 
 
@@ -19,3 +20,17 @@ def parse_flags(argv):
     fail("--flagfile: " + " ".join(str(e).replace("ERROR::", "").split()))
   except flags.Error as e:
     fail(" ".join(str(e).split()))
+
+
+def run(main, module_name: str) -> None:
+  """app.run with one-line flag errors; --help lists the flags defined in `module_name`.
+
+  absl's own --help lists the flags of the __main__ module, which for a console script is
+  the generated wrapper, with none of ours.
+  """
+  if any(a in ("-h", "--help", "--helpshort") for a in sys.argv[1:]):
+    module = sys.modules[module_name]
+    print((module.__doc__ or "").strip() + "\n")
+    print(flags.FLAGS.module_help(module))
+    sys.exit(0)
+  app.run(main, flags_parser=parse_flags)

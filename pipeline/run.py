@@ -10,12 +10,12 @@ import datetime
 import re
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from pipeline import config as config_lib
-from pipeline.cli import fail, parse_flags
+from pipeline import cli
+from pipeline.cli import fail
 
 # Data.
 _DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
@@ -166,7 +166,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,12 @@ def test_train_py_alias_prunes_to_the_given_rate(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads((wd / "report.json").read_text())
   assert abs(report["pruned"]["sparsity"] - 0.5) < 0.01
+
+
+def test_help_lists_every_flag_with_text(tmp_path):
+  proc = run_cli(["--help"], cwd=tmp_path)
+  assert proc.returncode == 0
+  for flag in ("--pruning_rate", "--structured_rate", "--export_formats", "--workdir",
+               "--dataset"):
+    assert f"  {flag}: " in proc.stdout, flag
+  assert os.listdir(tmp_path) == []
