@@ -194,7 +194,8 @@ def main(argv):
   labels = {"baseline": "0. baseline (dense)"}
   pruned_layers = {}
   from pipeline import structured  # pylint: disable=g-import-not-at-top
-  for name, (label, rcfg) in recipes(cfg, len(data.x_train)).items():
+  plans = recipes(cfg, len(data.x_train))
+  for name, (label, rcfg) in plans.items():
     with measure.stage(name, seconds):
       start = baseline
       if rcfg.structured_rate:
@@ -215,8 +216,7 @@ def main(argv):
   result = {
       "dataset": data.summary(), "runs": cfg.benchmark_runs, "stage_seconds": seconds,
       "baseline_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
-      "recipes": {n: dataclasses.asdict(c)
-                  for n, (_, c) in recipes(cfg, len(data.x_train)).items()},
+      "recipes": {n: dataclasses.asdict(c) for n, (_, c) in plans.items()},
       "rows": rows, "verdicts": verdicts(rows)}
   if _MOBILENET.value:
     with measure.stage("mobilenet_v2", seconds):

@@ -267,7 +267,7 @@ def _size(a: Analysis, space) -> int:
 
 def _group_slice(a: Analysis, space, values, group_id):
   """The entries of `values` (laid out over `space`) that belong to group `group_id`."""
-  return values[np.isin(np.arange(len(values)), kept(a, space, {}, only=group_id))]
+  return values[kept(a, space, {}, only=group_id)]
 
 
 def kept(a: Analysis, space, keep: Dict[int, np.ndarray], only: Optional[int] = None):

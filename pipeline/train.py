@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import logging
 import numpy as np
@@ -74,8 +74,8 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.argmax(probs, axis=-1) == y))
 
 
-def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
-                   ) -> Optional[FitResult]:
+def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config,
+                   workdir: str) -> FitResult:
   """Trains the baseline in place for `cfg.epochs`, keeping its best epoch.
 
   Args:
