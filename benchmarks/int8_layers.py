@@ -41,13 +41,13 @@ def main(argv):
         with open(path, "wb") as f:
           f.write(tflite.convert(model, fmt, representative=rep))
         files[(name, fmt)] = path
-    results = timing.measure({f"{n}|{f}": p for (n, f), p in files.items()}, runs=2000,
-                             warmup_runs=200)
-  p50 = {tuple(t.name.split("|")): t.p50_ms * 1000 for t in results}
-  print("| layer | " + " | ".join(f"{f} p50 (us)" for f in FORMATS) + " |")
+    results = timing.measure({f"{n}|{f}": p for (n, f), p in files.items()}, runs=4000,
+                             warmup_runs=200, rounds=40)
+  best = {tuple(t.name.split("|")): t.best_round_ms * 1000 for t in results}
+  print("| layer | " + " | ".join(f"{f} best round (us)" for f in FORMATS) + " |")
   print("|---|" + "---|" * len(FORMATS))
   for name in LAYERS:
-    print(f"| {name} | " + " | ".join(f"{p50[(name, f)]:.1f}" for f in FORMATS) + " |")
+    print(f"| {name} | " + " | ".join(f"{best[(name, f)]:.1f}" for f in FORMATS) + " |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """`python -m export.benchmark FILE... [flags]`: time any .tflite files side by side with LiteRT.
 
 Files are opened and warmed up, then timed in interleaved rounds (A B C A B C ...) in one
-process, timing invoke() alone. A delegate that fails to prepare is reported, and the file
-is measured on the builtin kernels instead.
+process, timing invoke() alone. Speed-ups compare each file's best round (its lowest round
+median, the one least disturbed by other processes) and, beside them, the p50s over all rounds.
+A delegate that fails to prepare is reported, and the file is measured on the builtin kernels
+instead.
 """
 
 import json
@@ -20,9 +22,9 @@ _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from
                                f"{', '.join(litert.DELEGATES)} (builtin = no default delegate).")
 _WARMUP = flags.DEFINE_integer("warmup_runs", 50, "Untimed invokes per configuration.",
                                lower_bound=0)
-_RUNS = flags.DEFINE_integer("runs", 500, "Timed invokes per configuration.", lower_bound=1)
-_ROUNDS = flags.DEFINE_integer("rounds", 10, "Interleaved rounds the runs are split into.",
-                               lower_bound=1)
+_RUNS = flags.DEFINE_integer("runs", 2000, "Timed invokes per configuration.", lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 40, "Interleaved rounds the runs are split into; each "
+                               "file's latency is its lowest round median.", lower_bound=1)
 _REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) speed-ups are measured "
                                  "against (default: the first file).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")

@@ -52,7 +52,7 @@ class Config:
   # Export and benchmark.
   export_formats: tuple = ("float32", "int8")
   int8_io: bool = False
-  benchmark_runs: int = 2000
+  benchmark_runs: int = 5000
   benchmark_warmup_runs: int = 20
 
   # Output.

@@ -116,6 +116,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
   report = report_lib.build(
       cfg, data.summary(), baseline_row, pruned_row, rows,
       {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,
+       "rounds": measure_lib.TIMING_ROUNDS,
        "warmup_runs": cfg.benchmark_warmup_runs, "reference": tflite_lib.REFERENCE},
       seconds, wd)
   report_lib.write(report, wd)

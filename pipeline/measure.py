@@ -16,7 +16,7 @@ from pipeline import sparsity as sparsity_lib
 from pipeline import workdir as workdir_lib
 
 REPRESENTATIVE_EXAMPLES = 200  # Training images used to calibrate int8 activations.
-TIMING_ROUNDS = 20  # Interleaved rounds: more rounds spread machine-load drift over every file.
+TIMING_ROUNDS = 100  # Interleaved rounds: more rounds, more chances of an undisturbed one.
 
 
 @contextlib.contextmanager
@@ -83,8 +83,11 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
         "max_abs_diff": v.max_abs_diff,
         "sparsity": sum(l.zeros for l in counted) / max(1, sum(l.weights for l in counted)),
         "layer_sparsity": g.layer_sparsity(), "macs": g.macs, "effective_macs": g.effective_macs,
-        "latency_ms_p50": t.p50_ms, "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
-        "speedup": ref.p50_ms / t.p50_ms, "delegate": t.delegate,
+        "latency_ms_best_round": t.best_round_ms, "latency_ms_p50": t.p50_ms,
+        "latency_ms_p90": t.p90_ms, "latency_ms_std": t.std_ms,
+        "disturbed_rounds": t.disturbed_rounds, "rounds": t.rounds,
+        "speedup": timing_lib.speedup(ref, t), "speedup_p50": ref.p50_ms / t.p50_ms,
+        "delegate": t.delegate,
         "fallback_reason": t.fallback_reason,
         "sparse_kernel_blockers": graph_lib.sparse_inference_blockers(g, has_avx),
     })

@@ -83,8 +83,9 @@ _FORMATS = flags.DEFINE_list("export_formats", "float32,int8", "TFLite formats f
                              f"model, from: {', '.join(config_lib.EXPORT_FORMATS)}. Sparse models "
                              "get a sparse-encoded file per format too.")
 _INT8_IO = flags.DEFINE_bool("int8_io", False, "int8 export: make inputs and outputs int8 too.")
-_RUNS = flags.DEFINE_integer("benchmark_runs", 2000, "Timed invokes per file, in 20 interleaved "
-                             "rounds (a 100 us model: 0.2 s a file).", lower_bound=1)
+_RUNS = flags.DEFINE_integer("benchmark_runs", 5000, "Timed invokes per file, in 100 interleaved "
+                             "rounds; speed-ups compare the best rounds' medians (a 100 us "
+                             "model: 0.5 s a file).", lower_bound=1)
 _WARMUP = flags.DEFINE_integer("benchmark_warmup_runs", 20, "Untimed invokes before timing.",
                                lower_bound=0)
 # Output.

@@ -30,13 +30,40 @@ def test_compare_runs_every_recipe_and_writes_table_json_charts(tmp_path):
   assert mb["macs_ratio"] <= 0.55 and mb["max_abs_diff_vs_masked"] < 1e-5
   assert mb["coupled_groups"] >= 1 and mb["p50_after_ms"] > 0
   assert result["recipes"]["tfmot_tutorial"]["initial_sparsity"] == 0.5
-  assert result["verdicts"] and result["verdicts"][0].startswith("Row 2 (pruned_float32)")
+  assert result["verdicts"][0].startswith("Row 2 (pruned_float32)")
+  assert [v.split(")")[0] for v in result["verdicts"][1:]] == [
+      "Row 3 (edge_dynamic_int8", "Row 3 (edge_int8"]
+  assert mb["speedup"] == pytest.approx(mb["best_before_ms"] / mb["best_after_ms"])
   md = (out / "compare.md").read_text()
   assert "| 1. TF-MOT tutorial recipe | tfmot_tutorial_float32 |" in md
   assert "| 3. this pipeline, structured 50% + unstructured 80% | edge_int8 |" in md
   assert "MobileNetV2 (alpha 0.35, 96x96x3, 10 classes, random weights)" in md
+  assert "MobileNetV2 half channels: MACs" in md and "equals the masked original" in md
   for png in ("accuracy_vs_gzip.png", "accuracy_vs_latency.png"):
     assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _edge_row(name, speedup, gzip_ratio, accuracy):
+  return {"name": name, "model": "edge", "format": name.split("_", 1)[1], "speedup": speedup,
+          "speedup_p50": speedup * 0.8, "gzip_ratio": gzip_ratio, "test_accuracy": accuracy}
+
+
+def test_verdicts_hold_row_3_to_the_issue_targets():
+  from benchmarks import compare  # pylint: disable=g-import-not-at-top
+  rows = [_edge_row("edge_float32", 9.0, 99.0, 0.90),  # Not int8: no verdict.
+          _edge_row("edge_dynamic_int8", 4.01, 34.1, 0.9070),
+          _edge_row("edge_int8", 3.99, 24.9, 0.8990)]
+  v = compare.verdicts(rows, baseline_accuracy=0.9100)
+  assert v == [
+      "Row 3 (edge_dynamic_int8): 4.01x lower latency (best round; 3.21x by p50) against >= 4x: "
+      "met; gzip 34.1x smaller against >= 25x: met; accuracy -0.30 points against >= -1.0: met.",
+      "Row 3 (edge_int8): 3.99x lower latency (best round; 3.19x by p50) against >= 4x: NOT met; "
+      "gzip 24.9x smaller against >= 25x: NOT met; accuracy -1.10 points against >= -1.0: NOT "
+      "met."]
+  mb = {"macs_ratio": 0.56, "speedup": 1.61, "max_abs_diff_vs_masked": 0.0}
+  assert compare.mobilenet_verdict(mb) == (
+      "MobileNetV2 half channels: MACs 0.56x against <= 0.55x: NOT met; latency 1.61x lower "
+      "against >= 1.6x: met; equals the masked original to 0.0e+00 against < 1e-05: met.")
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from pipeline import report
 def _report(tmp_path):
   export = {"name": "pruned_int8_sparse", "path": str(tmp_path / "tflite" / "p.tflite"),
             "test_accuracy": 0.95, "sparsity": 0.9, "bytes": 82176, "gzip_bytes": 56905,
-            "gzip_ratio": 14.67, "latency_ms_p50": 0.1657, "speedup": 0.58, "delegate": "builtin",
+            "gzip_ratio": 14.67, "latency_ms_best_round": 0.1502, "latency_ms_p50": 0.1657,
+            "disturbed_rounds": 3, "rounds": 50, "speedup": 0.58, "delegate": "builtin",
             "fallback_reason": "XNNPACK failed to prepare: node #8",
             "macs": 2_631_040, "effective_macs": 439_451.0}
   return report.build(
@@ -18,8 +19,8 @@ def _report(tmp_path):
       {"test_accuracy": 0.968, "params": 225_034, "macs": 2_631_040},
       {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89, "layer_sparsity": {},
        "pruned_layers": ["conv2", "dense1"], "params": 56_714, "macs": 700_000},
-      [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "warmup_runs": 20,
-                 "reference": "baseline_float32"}, {"prune": 1.0}, str(tmp_path))
+      [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "rounds": 50,
+                 "warmup_runs": 20, "reference": "baseline_float32"}, {"prune": 1.0}, str(tmp_path))
 
 
 def test_build_makes_paths_relative_and_changes_signed(tmp_path):
@@ -33,8 +34,8 @@ def test_build_makes_paths_relative_and_changes_signed(tmp_path):
 
 def test_markdown_rows_and_fallback_note(tmp_path):
   md = report.to_markdown(_report(tmp_path))
-  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1657 "
-          "| 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
+  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1502 | 0.1657 "
+          "| 3/50 | 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
   r = _report(tmp_path)
   r["exports"].insert(0, dict(r["exports"][0], name="baseline_float32", macs=5_262_080))
   assert "| 0.44M of 2.63M (0.50x) |" in report.to_markdown(r)

@@ -58,3 +58,31 @@ def test_quantize_round_trip():
   q = litert.quantize_input(x, detail)
   assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127
   np.testing.assert_allclose(litert.dequantize_output(q, detail), x, atol=1 / 255)
+
+
+def test_summarize_best_round_ignores_a_disturbed_stretch():
+  quiet = [[16_000 + i for i in range(100)]] * 6  # ns: median 16.0495 us
+  slow = [[30_000 + i for i in range(100)]] * 4  # Another process shares the core.
+  s = timing.summarize(quiet + slow)
+  assert s["best_round_ms"] == pytest.approx(0.0160495)
+  assert s["rounds"] == 10 and s["disturbed_rounds"] == 4
+  assert s["p50_ms"] == pytest.approx(0.016083)  # Mixed in: moves as the disturbed share grows.
+  more_slow = timing.summarize(quiet[:3] + slow * 2)
+  assert more_slow["best_round_ms"] == s["best_round_ms"]
+  assert more_slow["p50_ms"] > 0.029
+
+
+def test_speedup_is_the_ratio_of_best_rounds(files):
+  ts = {t.name: t for t in timing.measure(files, warmup_runs=2, runs=40, rounds=4)}
+  ref, t = ts["baseline_float32"], ts["pruned_int8"]
+  assert t.rounds == 4 and 0 <= t.disturbed_rounds <= 3
+  assert t.best_round_ms <= t.p90_ms
+  assert timing.speedup(ref, t) == pytest.approx(ref.best_round_ms / t.best_round_ms)
+  md = timing.to_markdown(list(ts.values()), "baseline_float32")
+  assert f"| {timing.speedup(ref, t):.2f}x | {ref.p50_ms / t.p50_ms:.2f}x |" in md
+  assert "lowest of the 4 interleaved rounds' medians" in md
+
+
+def test_summarize_refuses_no_samples():
+  with pytest.raises(ValueError, match="^no samples to summarize$"):
+    timing.summarize([[], []])
