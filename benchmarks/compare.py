@@ -87,7 +87,7 @@ def to_markdown(result) -> str:
         f"| {r['disturbed_rounds']}/{r['rounds']} | {r['macs'] / ref_macs:.2f}x "
         f"| {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
         f"| {kernels} |")
-  lines += ["", *result["verdicts"]]
+  lines += ["", *(f"- {v}" for v in result["verdicts"])]
   mb = result.get("mobilenet_v2")
   if mb:
     lines += ["", f"MobileNetV2 (alpha 0.35, 96x96x3, 10 classes, random weights), half the "
@@ -99,7 +99,8 @@ def to_markdown(result) -> str:
               f"{mb['p50_before_ms']:.3f} -> {mb['p50_after_ms']:.3f} ms, "
               f"{mb['speedup_p50']:.2f}x), smaller model equals "
               f"the masked original to {mb['max_abs_diff_vs_masked']:.1e}; "
-              f"{mb['coupled_groups']} coupled residual groups.", "", mobilenet_verdict(mb)]
+              f"{mb['coupled_groups']} coupled residual groups.", "",
+              "- " + mobilenet_verdict(mb)]
   return "\n".join(lines) + "\n"
 
 
@@ -219,7 +220,8 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=_OUT_DIR.value)
-  from pipeline import data as data_lib, job, measure, models, prune, workdir  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from pipeline import data as data_lib, job, measure, models, prune, workdir
   import numpy as np  # pylint: disable=g-import-not-at-top
   try:
     prep = job.preflight(dataclasses.replace(cfg, prune=False, overwrite=True))

@@ -2,8 +2,8 @@
 
 Speed-ups are ratios of *best-round medians*: the runs are split into interleaved rounds, each
 round's median is taken, and the lowest of them stands for the file's latency on an undisturbed
-machine. On a shared machine another process can slow a stretch of rounds (about 1.3x for a 75 us
-model and 1.8x for a 16 us one, measured here), which an all-sample p50 mixes in; it never makes a
+machine. On a shared machine another process can slow a stretch of rounds (about 1.2x for a 76 us
+model and 1.7x for a 17 us one in `make bench`), which an all-sample p50 mixes in; it never makes a
 round faster. The same rule as `timeit`'s ("the lowest value gives a lower bound for how fast
 your machine can run the snippet"). p50/p90/p99 over all samples are reported beside it, with
 the number of disturbed rounds, so the noise stays visible.

@@ -34,8 +34,8 @@ def test_build_makes_paths_relative_and_changes_signed(tmp_path):
 
 def test_markdown_rows_and_fallback_note(tmp_path):
   md = report.to_markdown(_report(tmp_path))
-  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1502 | 0.1657 "
-          "| 3/50 | 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
+  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1502 "
+          "| 0.1657 | 3/50 | 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
   r = _report(tmp_path)
   r["exports"].insert(0, dict(r["exports"][0], name="baseline_float32", macs=5_262_080))
   assert "| 0.44M of 2.63M (0.50x) |" in report.to_markdown(r)
