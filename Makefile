@@ -42,8 +42,10 @@ test-all: $(STAMP) fashion-data
 bench: $(STAMP) fashion-data
 	@if [ -d $(FASHION_DIR) ]; then f=configs/fashion_mnist.flags; \
 	else f=configs/mnist.flags; echo "Fashion-MNIST not installed: comparing on the MNIST subset"; fi; \
-	$(PY) -m benchmarks.compare --flagfile=$$f --out_dir=bench_out --benchmark_runs=20000
+	$(PY) -m benchmarks.compare --flagfile=$$f --out_dir=bench_out --benchmark_runs=50000
 	$(PY) -m benchmarks.crosscheck --out_dir=bench_out
+	$(PY) -m benchmarks.int8_layers > bench_out/int8_layers.md && cat bench_out/int8_layers.md
+	$(PY) -m benchmarks.widths > bench_out/widths.md && cat bench_out/widths.md
 
 clean:
 	rm -rf $(VENV) runs bench_out *.egg-info

@@ -7,17 +7,21 @@ from pipeline.config import Config
 import tf_keras as keras  # pylint: disable=g-bad-import-order  (after pipeline sets TF_USE_LEGACY_KERAS)
 
 
-def small_cnn(input_shape, num_classes: int) -> keras.Model:
-  """conv32-conv64-dense128 with max pooling and dropout (about 225k parameters on 28x28)."""
+def small_cnn(input_shape, num_classes: int, widths=(32, 64, 128)) -> keras.Model:
+  """conv32-conv64-dense128 with max pooling and dropout (about 225k parameters on 28x28).
+
+  `widths` gives conv1's and conv2's filters and dense1's units (benchmarks vary them).
+  """
+  conv1, conv2, dense1 = widths
   return keras.Sequential([
       keras.layers.InputLayer(input_shape=input_shape),
-      keras.layers.Conv2D(32, 3, activation="relu", name="conv1"),
+      keras.layers.Conv2D(conv1, 3, activation="relu", name="conv1"),
       keras.layers.MaxPooling2D(name="pool1"),
-      keras.layers.Conv2D(64, 3, activation="relu", name="conv2"),
+      keras.layers.Conv2D(conv2, 3, activation="relu", name="conv2"),
       keras.layers.MaxPooling2D(name="pool2"),
       keras.layers.Flatten(name="flatten"),
       keras.layers.Dropout(0.25, name="dropout1"),
-      keras.layers.Dense(128, activation="relu", name="dense1"),
+      keras.layers.Dense(dense1, activation="relu", name="dense1"),
       keras.layers.Dropout(0.5, name="dropout2"),
       keras.layers.Dense(num_classes, activation="softmax", name="classifier"),
   ], name="small_cnn")
