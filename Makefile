@@ -44,8 +44,8 @@ bench: $(STAMP) fashion-data
 	else f=configs/mnist.flags; echo "Fashion-MNIST not installed: comparing on the MNIST subset"; fi; \
 	$(PY) -m benchmarks.compare --flagfile=$$f --out_dir=bench_out --benchmark_runs=50000
 	$(PY) -m benchmarks.crosscheck --out_dir=bench_out
-	$(PY) -m benchmarks.int8_layers > bench_out/int8_layers.md && cat bench_out/int8_layers.md
-	$(PY) -m benchmarks.widths > bench_out/widths.md && cat bench_out/widths.md
+	@for b in int8_layers widths; do $(PY) -m benchmarks.$$b > bench_out/$$b.md.tmp || exit 1; \
+	  mv bench_out/$$b.md.tmp bench_out/$$b.md; cat bench_out/$$b.md; done
 
 clean:
 	rm -rf $(VENV) runs bench_out *.egg-info

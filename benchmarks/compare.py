@@ -66,7 +66,7 @@ def to_markdown(result) -> str:
       f"Data: {ds['name']} from {ds['source']}; {ds['train_examples']} train, "
       f"{ds['test_examples']} test images. One baseline ({result['baseline_accuracy']:.2%}), "
       f"every file timed interleaved in one process: {result['runs']} invokes in "
-      f"{result.get('rounds', '?')} rounds, 1 thread, LiteRT XNNPACK (builtin kernels where it "
+      f"{result['rounds']} rounds, 1 thread, LiteRT XNNPACK (builtin kernels where it "
       "fails). Ratios against the dense float32 baseline. Best round: the lowest round median, "
       "the latency least disturbed by other processes on this shared machine; the speed-up "
       "compares those. p50 is over all rounds, its ratio beside it; a disturbed round's median "

@@ -25,7 +25,7 @@ def main(argv):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from export import timing, tflite  # pylint: disable=g-import-not-at-top
   from pipeline import macs, models  # pylint: disable=g-import-not-at-top
-  files, work = {}, {}
+  full, files, work = "-".join(map(str, FULL)), {}, {}
   with tempfile.TemporaryDirectory() as d:
     for widths in (FULL,) + NARROW:
       keras.utils.set_random_seed(0)
@@ -38,18 +38,17 @@ def main(argv):
           f.write(tflite.convert(model, fmt))
         files[f"{name}|{fmt}"] = path
     results = {t.name: t for t in timing.measure(files, runs=10000, warmup_runs=200, rounds=100)}
-  ref = results["-".join(map(str, FULL)) + "|float32"]
+  ref = results[full + "|float32"]
   print("| conv1-conv2-dense1 | MACs vs full | float32 best round (us) | speed-up "
         "| dynamic_int8 best round (us) | speed-up |")
   print("|---|---|---|---|---|---|")
-  full_macs = work["-".join(map(str, FULL))]
   for name, n in work.items():
     cells = []
     for fmt in ("float32", "dynamic_int8"):
       t = results.get(f"{name}|{fmt}")
       cells += ([f"{t.best_round_ms * 1000:.1f}", f"{timing.speedup(ref, t):.2f}x"] if t
                 else ["", ""])
-    print(f"| {name} | {n / full_macs:.2f}x | " + " | ".join(cells) + " |")
+    print(f"| {name} | {n / work[full]:.2f}x | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def to_markdown(report: dict) -> str:
       f"validation, {ds['test_examples']} test images (accuracy is on all test images).",
       f"Latency: {bench['runs']} invokes after {bench['warmup_runs']} warm-up, "
       f"{bench['threads']} thread, LiteRT {bench['delegate']} (builtin kernels where it failed), "
-      f"files interleaved in one process in {bench.get('rounds', '?')} rounds. Best round: the "
+      f"files interleaved in one process in {bench['rounds']} rounds. Best round: the "
       "lowest round median, the latency least disturbed by other processes; speed-up is its "
       f"ratio, size ratio the gzip bytes', against `{bench['reference']}`. p50 is over all "
       "rounds; disturbed rounds ran over 1.1x the best.",
