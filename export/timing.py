@@ -1,18 +1,20 @@
 """Latency, load time, memory and size of .tflite files, measured interleaved in one process.
 
-Speed-ups are ratios of *best-round medians*: the runs are split into interleaved rounds, each
-round's median is taken, and the lowest of them stands for the file's latency on an undisturbed
-machine. On a shared machine another process can slow a stretch of rounds (about 1.2x for a 76 us
-model and 1.7x for a 17 us one in `make bench`), which an all-sample p50 mixes in; it never makes a
-round faster. The same rule as `timeit`'s ("the lowest value gives a lower bound for how fast
-your machine can run the snippet"). p50/p90/p99 over all samples are reported beside it, with
-the number of disturbed rounds, so the noise stays visible.
+Speed-ups are **paired**: the runs are split into rounds; in every round each file runs its
+share of invokes, in an order rotated from round to round, and each round's median is kept.
+For each round, the reference's median over the file's median is one ratio; the speed-up is
+the median of those per-round ratios, with their 10th-90th percentile as its spread. Another
+process that slows a stretch of rounds slows the reference and the file together, so the
+ratio of the same round keeps the pairing that interleaving buys, where the ratio of each
+file's own fastest round (which may come from different rounds, and whose minimum is biased
+low for a small, noisy model) throws it away. The best-round ratio and the all-sample p50
+ratio are kept beside it as secondary figures, with the number of disturbed rounds.
 """
 
 import dataclasses
 import gzip
 import time
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -34,13 +36,32 @@ class Timing:
   p99_ms: float
   mean_ms: float
   std_ms: float
-  best_round_ms: float  # The lowest round median: the latency with the least interference.
+  best_round_ms: float  # The lowest round median.
   rounds: int
   disturbed_rounds: int  # Rounds whose median is over DISTURBED x the best round's.
+  round_medians_ms: tuple  # One median per round, in round order: what pairing uses.
   load_ms: float  # Interpreter construction + allocate_tensors (delegate preparation included).
   peak_rss_increase_mb: float  # Peak resident memory added by loading and running this file.
   bytes: int
   gzip_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Speedup:
+  """How many times lower a file's latency is than a reference's, timed in the same rounds."""
+  paired: float  # Median over rounds of reference round median / file round median.
+  p10: float  # 10th and 90th percentiles of the per-round ratios: the spread.
+  p90: float
+  best_round: float  # Secondary: reference's lowest round median / file's lowest.
+  p50: float  # Secondary: ratio of the all-sample p50s.
+  rounds: int  # Rounds paired.
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def describe(self) -> str:
+    """'4.21x (p10-p90 3.90-4.48x)'."""
+    return f"{self.paired:.2f}x (p10-p90 {self.p10:.2f}-{self.p90:.2f}x)"
 
 
 DISTURBED = 1.10
@@ -50,8 +71,12 @@ def summarize(samples_ns_by_round: Sequence[Sequence[int]]) -> dict:
   """Statistics of one configuration from its samples (nanoseconds), one sequence per round.
 
   Returns:
-    p50_ms, p90_ms, p99_ms, mean_ms, std_ms over all samples; best_round_ms, the lowest of the
-    round medians; rounds; disturbed_rounds, how many round medians exceed DISTURBED x the best.
+    p50_ms, p90_ms, p99_ms, mean_ms, std_ms over all samples; round_medians_ms, one per
+    round; best_round_ms, the lowest of them; rounds; disturbed_rounds, how many round
+    medians exceed DISTURBED x the best.
+
+  Raises:
+    ValueError: no round holds a sample.
   """
   rounds = [np.asarray(r, np.float64) / 1e6 for r in samples_ns_by_round if len(r)]
   if not rounds:
@@ -62,12 +87,25 @@ def summarize(samples_ns_by_round: Sequence[Sequence[int]]) -> dict:
   return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
           "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
           "std_ms": float(ms.std()), "best_round_ms": best, "rounds": len(rounds),
-          "disturbed_rounds": int(np.sum(medians > DISTURBED * best))}
+          "disturbed_rounds": int(np.sum(medians > DISTURBED * best)),
+          "round_medians_ms": tuple(float(m) for m in medians)}
 
 
-def speedup(reference: "Timing", t: "Timing") -> float:
-  """How many times lower `t`'s latency is than `reference`'s: best-round medians' ratio."""
-  return reference.best_round_ms / t.best_round_ms
+def speedup(reference: Timing, t: Timing) -> Speedup:
+  """`t`'s speed-up over `reference`, paired round by round (see the module docstring).
+
+  Raises:
+    ValueError: the two were not timed in the same number of rounds.
+  """
+  ref, own = np.asarray(reference.round_medians_ms), np.asarray(t.round_medians_ms)
+  if len(ref) != len(own) or not len(ref):
+    raise ValueError(f"cannot pair {t.name} ({len(own)} rounds) with {reference.name} "
+                     f"({len(ref)} rounds): time them in one measure() call")
+  ratios = ref / own
+  return Speedup(paired=float(np.median(ratios)), p10=float(np.percentile(ratios, 10)),
+                 p90=float(np.percentile(ratios, 90)),
+                 best_round=reference.best_round_ms / t.best_round_ms,
+                 p50=reference.p50_ms / t.p50_ms, rounds=len(ratios))
 
 
 def file_sizes(path: str):
@@ -111,13 +149,14 @@ def _fill_inputs(interp, seed: int = 0) -> None:
 
 def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
             delegates: Sequence[str] = ("xnnpack",), warmup_runs: int = 20, runs: int = 200,
-            rounds: int = 10, progress=None) -> List[Timing]:
+            rounds: int = 10, progress: Optional[Callable[[int, int], None]] = None
+            ) -> List[Timing]:
   """Times invoke() of every file x delegate x thread count.
 
   All configurations are opened and warmed up first, then timed in `rounds` interleaved
-  rounds (A B C A B C ...), so drift in machine load hits every one alike, and each round's
-  median is kept apart (see `summarize`). Only invoke() is inside the timer; inputs are set
-  once, before.
+  rounds. Round r starts at configuration r mod n (A B C, B C A, C A B, ...), so no file
+  always runs first or always follows the same neighbour. Each round's median is kept apart
+  (see `summarize` and `speedup`). Only invoke() is inside the timer; inputs are set once.
 
   Args:
     files: {name: path of a .tflite file}.
@@ -126,7 +165,7 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
     warmup_runs: untimed invokes per configuration before timing.
     runs: timed invokes per configuration, split across the rounds.
     rounds: how many interleaved rounds.
-    progress: optional callable(str) told of each step.
+    progress: optional callable(rounds done, rounds) called after each round.
 
   Returns:
     One Timing per configuration, in the order files x delegates x threads.
@@ -148,12 +187,11 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
         configs.append(dict(name=name, path=path, delegate_requested=delegate, opened=opened,
                             threads=n, load_ms=load_ms, rss_mb=max(0.0, (peak - rss0) / 1024),
                             bytes=size, gzip_bytes=gz, rounds=[]))
-        if progress:
-          progress(f"opened {name} ({opened.delegate}, {n} thread{'s' if n > 1 else ''})")
 
   per_round = max(1, runs // rounds)
   for r in range(rounds):
-    for c in configs:
+    shift = r % len(configs)
+    for c in configs[shift:] + configs[:shift]:
       invoke = c["opened"].interpreter.invoke
       samples = []
       c["rounds"].append(samples)
@@ -162,7 +200,7 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
         invoke()
         samples.append(time.perf_counter_ns() - t0)
     if progress:
-      progress(f"round {r + 1}/{rounds}")
+      progress(r + 1, rounds)
 
   out = []
   for c in configs:
@@ -176,25 +214,27 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
 
 
 def to_markdown(results: Sequence[Timing], reference: str) -> str:
-  """A table of every configuration, with speed-up against `reference` at the same settings."""
+  """A table of every configuration, with speed-ups against `reference` at the same settings."""
   ref = {(t.delegate_requested, t.threads): t for t in results if t.name == reference}
-  lines = ["| file | kernels | threads | best round ms | p50 ms | p90 ms | p99 ms | mean ms "
-           "| std ms | disturbed rounds | load ms | peak RSS +MB | bytes | gzip bytes "
-           "| speed-up (best round) | speed-up (p50) |",
+  lines = ["| file | kernels | threads | p50 ms | p90 ms | p99 ms | best round ms | std ms "
+           "| disturbed rounds | load ms | peak RSS +MB | bytes | gzip bytes "
+           "| speed-up (paired, p10-p90) | speed-up (best round) | speed-up (p50) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for t in results:
     r = ref.get((t.delegate_requested, t.threads))
+    s = speedup(r, t) if r else None
     kernels = t.delegate + (" (fallback)" if t.fallback_reason else "")
-    best = f"{speedup(r, t):.2f}x" if r else ""
-    p50 = f"{r.p50_ms / t.p50_ms:.2f}x" if r else ""
-    lines.append(f"| {t.name} | {kernels} | {t.threads} | {t.best_round_ms:.4f} | {t.p50_ms:.4f} "
-                 f"| {t.p90_ms:.4f} | {t.p99_ms:.4f} | {t.mean_ms:.4f} | {t.std_ms:.4f} "
+    cells = ([s.describe(), f"{s.best_round:.2f}x", f"{s.p50:.2f}x"] if s else ["", "", ""])
+    lines.append(f"| {t.name} | {kernels} | {t.threads} | {t.p50_ms:.4f} | {t.p90_ms:.4f} "
+                 f"| {t.p99_ms:.4f} | {t.best_round_ms:.4f} | {t.std_ms:.4f} "
                  f"| {t.disturbed_rounds}/{t.rounds} | {t.load_ms:.1f} "
-                 f"| {t.peak_rss_increase_mb:.1f} | {t.bytes:,} | {t.gzip_bytes:,} | {best} "
-                 f"| {p50} |")
-  lines += ["", f"Best round: the lowest of the {results[0].rounds if results else 0} interleaved "
-            f"rounds' medians; a round is disturbed when its median is over "
-            f"{DISTURBED:.2f}x the best."]
+                 f"| {t.peak_rss_increase_mb:.1f} | {t.bytes:,} | {t.gzip_bytes:,} | "
+                 + " | ".join(cells) + " |")
+  rounds = results[0].rounds if results else 0
+  lines += ["", f"Paired speed-up: the median over {rounds} interleaved rounds of the "
+            f"reference's round median over the file's (p10-p90 of those ratios in brackets). "
+            f"Best round: each file's lowest round median; a round is disturbed when its median "
+            f"is over {DISTURBED:.2f}x the best."]
   notes = [f"- {t.name}: {t.fallback_reason}" for t in results if t.fallback_reason]
   if notes:
     lines += ["", "Fell back to builtin kernels:"] + sorted(set(notes))

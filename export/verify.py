@@ -1,7 +1,7 @@
 """Verification: each .tflite file's accuracy through LiteRT and its agreement with Keras."""
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -10,8 +10,6 @@ from export import graph as graph_lib
 from export import litert
 from export.tflite import Export
 
-FLOAT_TOLERANCE = 1e-4  # float32 exports must match Keras this closely (max abs output diff).
-CHECK_IMAGES = 100
 SPARSITY_TOLERANCE = 0.01  # Stored sparsity may differ from Keras' by at most 1 point per layer.
 
 
@@ -20,11 +18,7 @@ class Verification:
   name: str
   test_accuracy: float
   top1_agreement: float  # Fraction of test images where the file and Keras pick the same class.
-  max_abs_diff: Optional[float]  # Against Keras on CHECK_IMAGES images; float formats only.
-
-
-class MismatchError(RuntimeError):
-  """A file differs from its Keras model: outputs (float32) or stored sparsity."""
+  max_abs_diff: Optional[float]  # Against Keras over the whole test split; float outputs only.
 
 
 def expected_zeros(kernel: np.ndarray, layer: graph_lib.Layer) -> float:
@@ -43,7 +37,8 @@ def expected_zeros(kernel: np.ndarray, layer: graph_lib.Layer) -> float:
   return float(np.mean(np.round(k / (scales if scales.size > 1 else scales[0])) == 0))
 
 
-def stored_sparsity(export: Export, keras_kernels: Dict[str, np.ndarray]) -> graph_lib.Graph:
+def stored_sparsity(export: Export, keras_kernels: Dict[str, np.ndarray]
+                    ) -> Tuple[graph_lib.Graph, Optional[str]]:
   """Reads the sparsity stored in the file, per layer, and checks it against the Keras model.
 
   Args:
@@ -51,22 +46,20 @@ def stored_sparsity(export: Export, keras_kernels: Dict[str, np.ndarray]) -> gra
     keras_kernels: {Keras layer name: its kernel}.
 
   Returns:
-    The file's Graph (per-layer stored sparsity and MACs).
-
-  Raises:
-    MismatchError: a layer's stored sparsity differs from what its Keras kernel implies by
-      more than SPARSITY_TOLERANCE, or a Keras layer has no counterpart in the file.
+    The file's Graph (per-layer stored sparsity and MACs), and None, or why it does not match:
+    a layer's stored sparsity differs from what its Keras kernel implies by more than
+    SPARSITY_TOLERANCE, or a Keras layer has no counterpart in the file.
   """
   g = graph_lib.read(export.path, keras_kernels)
   layers = {l.name: l for l in g.layers}
   for name, kernel in keras_kernels.items():
     if name not in layers:
-      raise MismatchError(f"{export.name}: no weights of layer {name} found in the file")
+      return g, f"no weights of layer {name} found in the file"
     want = expected_zeros(kernel, layers[name])
     if abs(layers[name].sparsity - want) > SPARSITY_TOLERANCE:
-      raise MismatchError(f"{export.name}: layer {name} stores {100 * layers[name].sparsity:.2f}% "
-                          f"zeros, its Keras kernel implies {100 * want:.2f}%")
-  return g
+      return g, (f"layer {name} stores {100 * layers[name].sparsity:.2f}% zeros, its Keras "
+                 f"kernel implies {100 * want:.2f}%")
+  return g, None
 
 
 def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
@@ -80,10 +73,7 @@ def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
     y_test: integer labels.
 
   Returns:
-    One Verification per export, in order.
-
-  Raises:
-    MismatchError: a float32 file's outputs differ from Keras by more than FLOAT_TOLERANCE.
+    One Verification per export, in order; gates.check judges them.
   """
   results = []
   for e in exports:
@@ -91,10 +81,7 @@ def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
     ref = keras_outputs[e.model]
     diff = None
     if e.format in ("float32", "float16", "dynamic_int8"):  # Float outputs: compare them.
-      diff = float(np.max(np.abs(probs[:CHECK_IMAGES] - ref[:CHECK_IMAGES])))
-      if e.format == "float32" and diff > FLOAT_TOLERANCE:
-        raise MismatchError(f"{e.name}: TFLite outputs differ from Keras by {diff:.2e} "
-                            f"(> {FLOAT_TOLERANCE:g}) on {CHECK_IMAGES} test images")
+      diff = float(np.max(np.abs(probs - ref)))
     pred = np.argmax(probs, -1)
     v = Verification(e.name, float(np.mean(pred == y_test)),
                      float(np.mean(pred == np.argmax(ref, -1))), diff)

@@ -55,7 +55,11 @@ class Config:
   benchmark_runs: int = 5000
   benchmark_warmup_runs: int = 20
 
+  # Gates (export/gates.py): allowed accuracy change of a file against its Keras model, points.
+  max_int8_accuracy_change: float = 1.0
+  max_float16_accuracy_change: float = 0.2
+
   # Output.
   workdir: str = "runs/default"
   overwrite: bool = False
-  verbose: int = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
+  verbose: int = 0  # Keras' own fit output (0: none; the console shows one bar a fit).

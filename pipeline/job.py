@@ -1,14 +1,23 @@
-"""Chains the stages: data, baseline, structured, prune, strip, export, verify, timing, report."""
+"""Chains the stages: data, baseline, structured, prune, strip, export, gate, timing, report.
+
+`run_job` writes into `<workdir>.incomplete` and puts it in place of `<workdir>` only when the
+report is written, so a run killed at any moment leaves the previous complete run untouched.
+`baseline_stage` and `pruning_stages` are shared with benchmarks/compare.py.
+"""
 
 import dataclasses
 import json
+import logging as py_logging
 import os
 from typing import Optional
 
 from absl import logging
 import numpy as np
 
+from export import cpu as cpu_lib
+from export import gates
 from export import tflite as tflite_lib
+from pipeline import console as console_lib
 from pipeline import data as data_lib
 from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
@@ -20,6 +29,12 @@ from pipeline import structured as structured_lib
 from pipeline import train as train_lib
 from pipeline import workdir as workdir_lib
 from pipeline.config import Config
+
+LOG_FILE = "log.txt"
+
+
+class StageError(RuntimeError):
+  """An exception escaped a stage; names the stage and where the traceback was written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,79 +60,142 @@ def preflight(cfg: Config) -> Prepared:
   return Prepared(data, baseline, schedule)
 
 
-def run_job(cfg: Config, prep: Prepared, flags_text: str = "") -> dict:
-  """Runs every stage into cfg.workdir and returns the report (also written there)."""
-  wd = workdir_lib.prepare(cfg.workdir, cfg.overwrite)
+def bounds_of(cfg: Config) -> gates.Bounds:
+  return gates.Bounds(float16_max_points=cfg.max_float16_accuracy_change,
+                      int8_max_points=cfg.max_int8_accuracy_change)
+
+
+def baseline_stage(cfg: Config, prep: Prepared, wd: str, con: console_lib.Console,
+                   seconds: dict):
+  """The loaded or freshly trained baseline, saved as baseline.keras; returns (model, fit)."""
+  with con.stage("baseline", seconds) as info:
+    if prep.baseline is not None:
+      baseline, fit = prep.baseline, None
+      info["summary"] = f"loaded {cfg.baseline_path}"
+    else:
+      baseline = models_lib.build_model(cfg, prep.data.input_shape, prep.data.num_classes)
+      fit = train_lib.train_baseline(baseline, prep.data, cfg, wd)
+      info["summary"] = (f"{cfg.model}, kept epoch {fit.best_epoch} of {cfg.epochs} "
+                         f"(validation accuracy {fit.best_val_accuracy:.2%})")
+    workdir_lib.save_keras(baseline, os.path.join(wd, "baseline.keras"))
+  return baseline, fit
+
+
+def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
+                   con: console_lib.Console, seconds: dict,
+                   schedule: Optional[prune_lib.Schedule] = None):
+  """Structured (cfg.structured_rate) then unstructured (cfg.prune) pruning of a copy.
+
+  Returns:
+    (final model, report fields about the pruning, names of the layers TF-MOT pruned).
+  """
+  final, row, pruned_layers = baseline, {}, []
+  if cfg.structured_rate > 0:
+    with con.stage("structured", seconds) as info:
+      structured = structured_lib.prune_structures(baseline, data, cfg, wd)
+      info["summary"] = (f"{cfg.structured_criterion}, {cfg.structured_scope}: parameters "
+                         f"{structured.params_before:,} -> {structured.params_after:,}, MACs "
+                         f"{structured.macs_after / structured.macs_before:.2f}x")
+    final = structured.model
+    row["structured"] = {
+        "rate": cfg.structured_rate, "criterion": cfg.structured_criterion,
+        "scope": cfg.structured_scope, "steps": structured.steps,
+        "skipped": structured.skipped}
+  if cfg.prune:
+    with con.stage("prune", seconds) as info:
+      result = prune_lib.prune(final, data, cfg, wd, schedule)
+      reached = sparsity_lib.summarize(result.model, result.pruned_layers)["sparsity"]
+      info["summary"] = (f"TF-MOT PolynomialDecay to {reached:.1%} sparsity on "
+                         f"{', '.join(result.pruned_layers)}, kept epoch {result.fit.best_epoch}")
+    final, pruned_layers = result.model, result.pruned_layers
+    row.update(best_epoch=result.fit.best_epoch, val_accuracy=result.fit.best_val_accuracy,
+               schedule=dataclasses.asdict(result.schedule))
+  return final, row, pruned_layers
+
+
+def _accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+  return float(np.mean(np.argmax(outputs, -1) == labels))
+
+
+def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
+            con: Optional[console_lib.Console] = None) -> dict:
+  """Runs every stage and returns the report, written with the run into cfg.workdir.
+
+  Raises:
+    ValueError: the workdir cannot be used (as workdir.check).
+    StageError: a stage raised; the traceback is in the staging directory's log.txt, and the
+      previous run in cfg.workdir (if any) is left as it was.
+  """
+  con = con or console_lib.Console(enabled=False)
+  wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite)
+  handler = console_lib.log_to(os.path.join(wd, LOG_FILE))
+  for note in notes:
+    logging.warning("%s", note)
+  try:
+    report = _stages(cfg, prep, flags_text, wd, con)
+  except Exception as e:  # pylint: disable=broad-except  (any failure: one line, log has it)
+    logging.exception("Stage %s failed.", con.current)
+    raise StageError(f"{con.current or 'setup'} stage failed: {type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:300]} (traceback in "
+                     f"{os.path.join(wd, LOG_FILE)}; {cfg.workdir} was not changed)") from e
+  finally:
+    py_logging.getLogger().removeHandler(handler)
+    handler.close()
+  workdir_lib.finish(wd, cfg.workdir)
+  return report
+
+
+def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
+            con: console_lib.Console) -> dict:
   workdir_lib.atomic_write(os.path.join(wd, workdir_lib.MARKER), flags_text)
   workdir_lib.atomic_write(os.path.join(wd, "config.json"),
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
   data, seconds = prep.data, {}
   x_test = data_lib.scaled(data.x_test)
-
-  with measure_lib.stage("baseline", seconds):
-    if prep.baseline is not None:
-      baseline, fit = prep.baseline, None
-      logging.info("Using the trained baseline from %s.", cfg.baseline_path)
-    else:
-      baseline = models_lib.build_model(cfg, data.input_shape, data.num_classes)
-      fit = train_lib.train_baseline(baseline, data, cfg, wd)
-    workdir_lib.save_keras(baseline, os.path.join(wd, "baseline.keras"))
+  baseline, fit = baseline_stage(cfg, prep, wd, con, seconds)
   outputs = {"baseline": baseline.predict(x_test, batch_size=512, verbose=0)}
-  base_sparsity = sparsity_lib.summarize(baseline, [])
   baseline_row = {
-      "test_accuracy": float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test)),
+      "test_accuracy": _accuracy(outputs["baseline"], data.y_test),
       "path": "baseline.keras",
       "best_epoch": fit.best_epoch if fit else None,
       "val_accuracy": fit.best_val_accuracy if fit else None,
-      "model_sparsity": base_sparsity["model_sparsity"],
+      "model_sparsity": sparsity_lib.summarize(baseline, [])["model_sparsity"],
+      "params": int(baseline.count_params()), "macs": macs_lib.count(baseline),
   }
   logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
 
-  final, pruned_row, fits = baseline, {}, {}
-  if cfg.structured_rate > 0:
-    with measure_lib.stage("structured", seconds):
-      structured = structured_lib.prune_structures(baseline, data, cfg, wd)
-    final = structured.model
-    pruned_row["structured"] = {
-        "rate": cfg.structured_rate, "criterion": cfg.structured_criterion,
-        "scope": cfg.structured_scope, "steps": structured.steps,
-        "skipped": structured.skipped}
-  pruned_layers = []
-  if cfg.prune:
-    with measure_lib.stage("prune", seconds):
-      result = prune_lib.prune(final, data, cfg, wd, prep.schedule)
-    final, pruned_layers = result.model, result.pruned_layers
-    fits = {"best_epoch": result.fit.best_epoch, "val_accuracy": result.fit.best_val_accuracy,
-            "schedule": dataclasses.asdict(result.schedule)}
-
+  final, pruned_row, pruned_layers = pruning_stages(baseline, data, cfg, wd, con, seconds,
+                                                    prep.schedule)
   models = {"baseline": baseline}
-  baseline_row.update(params=int(baseline.count_params()), macs=macs_lib.count(baseline))
   if final is not baseline:
     workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
     models["pruned"] = final
     outputs["pruned"] = final.predict(x_test, batch_size=512, verbose=0)
-    pruned_row.update(sparsity_lib.summarize(final, pruned_layers), **fits,
-                      test_accuracy=float(np.mean(np.argmax(outputs["pruned"], -1) == data.y_test)),
+    pruned_row.update(sparsity_lib.summarize(final, pruned_layers),
+                      test_accuracy=_accuracy(outputs["pruned"], data.y_test),
                       path="pruned.keras", params=int(final.count_params()),
                       macs=macs_lib.count(final))
     logging.info("Pruned test accuracy: %.4f; %d parameters (baseline %d), %.2f%% sparsity.",
                  pruned_row["test_accuracy"], pruned_row["params"], baseline_row["params"],
                  100 * pruned_row["sparsity"])
-  pruned_row = pruned_row or None
-
-  if "pruned" in models:
     plan = {"baseline": (("float32",), False), "pruned": (cfg.export_formats, cfg.prune)}
   else:
+    pruned_row = None
     plan = {"baseline": (tuple(dict.fromkeys(("float32",) + cfg.export_formats)), False)}
+
   rows = measure_lib.export_and_measure(
-      models, plan, outputs, {"pruned": pruned_row["pruned_layers"]} if pruned_row else {}, data,
+      models, plan, outputs, {"pruned": pruned_layers} if pruned_row else {}, data,
       os.path.join(wd, "tflite"), int8_io=cfg.int8_io, runs=cfg.benchmark_runs,
-      warmup_runs=cfg.benchmark_warmup_runs, seconds=seconds)
-  report = report_lib.build(
-      cfg, data.summary(), baseline_row, pruned_row, rows,
-      {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,
-       "rounds": measure_lib.TIMING_ROUNDS,
-       "warmup_runs": cfg.benchmark_warmup_runs, "reference": tflite_lib.REFERENCE},
-      seconds, wd)
-  report_lib.write(report, wd)
+      warmup_runs=cfg.benchmark_warmup_runs, bounds=bounds_of(cfg), console=con,
+      seconds=seconds)
+  with con.stage("report", seconds) as info:
+    report = report_lib.build(
+        cfg, data.summary(), baseline_row, pruned_row, rows,
+        {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,
+         "rounds": measure_lib.TIMING_ROUNDS, "warmup_runs": cfg.benchmark_warmup_runs,
+         "reference": tflite_lib.REFERENCE, "cpu": dataclasses.asdict(cpu_lib.read()),
+         "cpu_description": cpu_lib.read().describe()},
+        seconds, wd)
+    report_lib.write(report, wd)
+    info["summary"] = f"{cfg.workdir}/report.md"
   return report

@@ -48,6 +48,33 @@ def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: S
   }
 
 
+def _speedup(e: dict) -> str:
+  """'4.21x (3.90-4.48)': the paired median, and the p10-p90 of the per-round ratios."""
+  return f"{e['speedup']:.2f}x ({e['speedup_p10']:.2f}-{e['speedup_p90']:.2f})"
+
+
+def _structured_lines(st: dict) -> List[str]:
+  """What structured pruning removed, group by group, as measured (not as requested)."""
+  diffs = max(step["max_abs_diff_vs_masked"] for step in st["steps"])
+  before = {g: sizes[0] for g, sizes in st["steps"][0]["groups"].items()}
+  after = dict(before)
+  for step in st["steps"]:
+    for g, (_, kept) in step["groups"].items():
+      after[g] = kept
+  total_before, total_after = sum(before.values()), sum(after.values())
+  how = ("the same fraction of every prunable group" if st["scope"] == "per_layer" else
+         "one threshold over channel scores normalised by their group's mean, so groups lose "
+         "different fractions")
+  lines = [f"Structured pruning ({st['criterion']}, {st['scope']}: {how}; {len(st['steps'])} "
+           f"step(s)) removed {total_before - total_after:,} of {total_before:,} channels "
+           f"({1 - total_after / max(1, total_before):.0%}; asked {st['rate']:.0%}); before "
+           f"fine-tuning, the smaller model matched the masked original to {diffs:.1e}. "
+           "Channels kept per group: " + ", ".join(
+               f"{g} {after[g]}/{before[g]}" for g in before) + "."]
+  lines += [f"- left whole: {layer}: {reason}" for layer, reason in sorted(st["skipped"].items())]
+  return lines
+
+
 def to_markdown(report: dict) -> str:
   """A table a person can read: accuracy and what it cost, size and speed against the reference."""
   b, p, ds, bench = report["baseline"], report["pruned"], report["dataset"], report["benchmark"]
@@ -56,33 +83,42 @@ def to_markdown(report: dict) -> str:
       "",
       f"Data: {ds['source']}; {ds['train_examples']} train, {ds['validation_examples']} "
       f"validation, {ds['test_examples']} test images (accuracy is on all test images).",
+      f"CPU: {bench.get('cpu_description', 'not recorded')}. Latency and speed-ups belong to "
+      "this CPU: another one can differ several-fold (README, 'What to expect').",
       f"Latency: {bench['runs']} invokes after {bench['warmup_runs']} warm-up, "
       f"{bench['threads']} thread, LiteRT {bench['delegate']} (builtin kernels where it failed), "
-      f"files interleaved in one process in {bench['rounds']} rounds. Best round: the "
-      "lowest round median, the latency least disturbed by other processes; speed-up is its "
-      f"ratio, size ratio the gzip bytes', against `{bench['reference']}`. p50 is over all "
-      "rounds; disturbed rounds ran over 1.1x the best.",
+      f"files interleaved in one process in {bench['rounds']} rounds, in an order rotated each "
+      f"round. Speed-up: the median over rounds of `{bench['reference']}`'s round median over "
+      "the file's, with the 10th-90th percentile of those per-round ratios in brackets; best "
+      "round (each file's lowest round median) and p50 are secondary. Size ratio: gzip bytes.",
       "",
-      "| model | test accuracy | vs baseline (points) | sparsity | bytes | gzip bytes | gzip ratio "
-      "| best round (ms) | p50 (ms) | disturbed rounds | speed-up | effective MACs of MACs "
-      "(vs reference) | kernels |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-      f"| baseline (Keras) | {_pct(b['test_accuracy'])} | | {_pct(b.get('model_sparsity'))} "
+      "| model | gate | test accuracy | vs baseline (points) | sparsity | bytes | gzip bytes "
+      "| gzip ratio | p50 (ms) | speed-up (paired, p10-p90) | best round (ms) | disturbed rounds "
+      "| effective MACs of MACs (vs reference) | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      f"| baseline (Keras) | | {_pct(b['test_accuracy'])} | | {_pct(b.get('model_sparsity'))} "
       "| | | | | | | | | |",
   ]
   if p is not None:
-    lines.append(f"| pruned (Keras) | {_pct(p['test_accuracy'])} | {_points(p['accuracy_change'])} "
-                 f"| {_pct(p['sparsity'])} | | | | | | | | | |")
+    lines.append(f"| pruned (Keras) | | {_pct(p['test_accuracy'])} "
+                 f"| {_points(p['accuracy_change'])} | {_pct(p['sparsity'])} | | | | | | | | | |")
   ref_macs = next((e.get("macs") for e in report["exports"]
                    if e["name"] == bench["reference"]), None)
   for e in report["exports"]:
     kernels = e["delegate"] + (" (fallback)" if e.get("fallback_reason") else "")
     lines.append(
-        f"| {e['name']} | {_pct(e['test_accuracy'])} | {_points(e['accuracy_change'])} "
-        f"| {_pct(e.get('sparsity'))} | {e['bytes']:,} | {e['gzip_bytes']:,} "
-        f"| {e['gzip_ratio']:.2f}x | {e['latency_ms_best_round']:.4f} | {e['latency_ms_p50']:.4f} "
-        f"| {e['disturbed_rounds']}/{e['rounds']} | {e['speedup']:.2f}x "
+        f"| {e['name']} | {e['gate']} | {_pct(e['test_accuracy'])} "
+        f"| {_points(e['accuracy_change'])} | {_pct(e.get('sparsity'))} | {e['bytes']:,} "
+        f"| {e['gzip_bytes']:,} | {e['gzip_ratio']:.2f}x | {e['latency_ms_p50']:.4f} "
+        f"| {_speedup(e)} | {e['latency_ms_best_round']:.4f} "
+        f"| {e['disturbed_rounds']}/{e['rounds']} "
         f"| {_macs(e.get('effective_macs'), e.get('macs'), ref_macs)} | {kernels} |")
+  failed = [e for e in report["exports"] if e["gate"] != "ok"]
+  lines += ["", "Gates (each file against its own Keras model, every test image): float32 "
+            "agreement >= 99.9% and outputs within 1e-4; float16 accuracy within "
+            f"{report['config']['max_float16_accuracy_change']:g} points; dynamic_int8 and int8 "
+            f"within {report['config']['max_int8_accuracy_change']:g} points."]
+  lines += [f"- FAILED {e['name']}: {e['gate_reason']}" for e in failed]
   fallbacks = [e for e in report["exports"] if e.get("fallback_reason")]
   if fallbacks:
     lines += ["", "Delegate fallbacks:"]
@@ -109,15 +145,8 @@ def to_markdown(report: dict) -> str:
               f"({p['params'] / b['params']:.2f}x); MACs per inference: baseline "
               f"{b['macs'] / 1e6:.2f}M, pruned {p['macs'] / 1e6:.2f}M "
               f"({p['macs'] / b['macs']:.2f}x)."]
-    st = p.get("structured")
-    if st:
-      diffs = max(step["max_abs_diff_vs_masked"] for step in st["steps"])
-      lines.append(f"Structured pruning ({st['criterion']}, {st['scope']}, {len(st['steps'])} "
-                   f"step(s)) removed {st['rate']:.0%} of the channels of each prunable group; "
-                   f"before fine-tuning, the smaller model matched the masked original to "
-                   f"{diffs:.1e}.")
-      for layer, reason in sorted(st["skipped"].items()):
-        lines.append(f"- left whole: {layer}: {reason}")
+    if p.get("structured"):
+      lines += _structured_lines(p["structured"])
     if p["pruned_layers"]:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "

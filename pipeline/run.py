@@ -8,7 +8,6 @@ fraction of a second, before TensorFlow loads.
 
 import datetime
 import re
-import sys
 
 from absl import flags
 from absl import logging
@@ -84,10 +83,19 @@ _FORMATS = flags.DEFINE_list("export_formats", "float32,int8", "TFLite formats f
                              "get a sparse-encoded file per format too.")
 _INT8_IO = flags.DEFINE_bool("int8_io", False, "int8 export: make inputs and outputs int8 too.")
 _RUNS = flags.DEFINE_integer("benchmark_runs", 5000, "Timed invokes per file, in 100 interleaved "
-                             "rounds; speed-ups compare the best rounds' medians (a 100 us "
-                             "model: 0.5 s a file).", lower_bound=1)
+                             "rounds; a speed-up is the median over rounds of the reference's "
+                             "round median over the file's (a 100 us model: 0.5 s a file).",
+                             lower_bound=1)
 _WARMUP = flags.DEFINE_integer("benchmark_warmup_runs", 20, "Untimed invokes before timing.",
                                lower_bound=0)
+# Gates: every exported file must meet its format's bound against its Keras model.
+_INT8_CHANGE = flags.DEFINE_float("max_int8_accuracy_change", 1.0, "Largest change in test "
+                                  "accuracy (points, either way) allowed between a dynamic_int8 "
+                                  "or int8 file and its Keras model; outside it the run fails.",
+                                  lower_bound=0.0)
+_F16_CHANGE = flags.DEFINE_float("max_float16_accuracy_change", 0.2, "The same bound for float16 "
+                                 "files (float32 files must agree with Keras on >= 99.9% of "
+                                 "test images, outputs within 1e-4).", lower_bound=0.0)
 # Output.
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for models, exports, logs and "
                                "the report (default: runs/<dataset>-<date>-<time>).")
@@ -141,28 +149,44 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       calibration_examples=_CALIBRATION.value,
       export_formats=tuple(dict.fromkeys(_FORMATS.value)), int8_io=_INT8_IO.value,
       benchmark_runs=_RUNS.value, benchmark_warmup_runs=_WARMUP.value,
+      max_int8_accuracy_change=_INT8_CHANGE.value,
+      max_float16_accuracy_change=_F16_CHANGE.value,
       workdir=_WORKDIR.value or f"runs/{_DATASET.value}-{now:%Y%m%d-%H%M%S}",
-      overwrite=_OVERWRITE.value, verbose=1 if sys.stdout.isatty() else 2)
+      overwrite=_OVERWRITE.value, verbose=2 if flags.FLAGS["verbosity"].present else 0)
 
 
 def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
   cfg = config_from_flags()
+  from pipeline import console  # pylint: disable=g-import-not-at-top
+  console.quiet(detail=flags.FLAGS["verbosity"].present)
   logging.info("Config: %s", cfg)
+  con = console.Console()
 
-  from pipeline import job  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+  with console.native_output_to_log("TensorFlow's import"):
+    from pipeline import job  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
 
   try:
-    prep = job.preflight(cfg)
+    with con.stage("data") as info:
+      prep = job.preflight(cfg)
+      d = prep.data.summary()
+      info["summary"] = (f"{d['name']} from {d['source']}: {d['train_examples']:,} train, "
+                         f"{d['validation_examples']:,} validation, {d['test_examples']:,} test")
+    report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string(), con)
   except ValueError as e:
     fail(str(e))
-  report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string())
+  except job.StageError as e:
+    fail(str(e))
 
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
   print(report_lib.to_markdown(report))
-  print(f"Report: {cfg.workdir}/report.md and report.json; "
+  print(f"Report: {cfg.workdir}/report.md and report.json; log: {cfg.workdir}/log.txt; "
         f"TensorBoard: tensorboard --logdir {cfg.workdir}/logs")
+  failed = [e for e in report["exports"] if e["gate"] != "ok"]
+  if failed:
+    fail(f"{len(failed)} exported file(s) outside their bounds: " + "; ".join(
+        f"{e['name']}: {e['gate_reason']}" for e in failed))
 
 
 def run():

@@ -1,12 +1,17 @@
-"""The run directory: refuse to clobber another run, and write every file atomically."""
+"""The run directory: refuse to clobber another run, write every file atomically, and replace
+a previous run only once the new one has finished (a killed run never leaves a mix)."""
 
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
-from typing import Union
+from typing import List, Optional, Tuple, Union
 
 # A directory holding this file is a run of this tool.
 MARKER = "flags.txt"
+# A run directory still being written holds this file (with the writer's pid).
+INCOMPLETE = "INCOMPLETE"
 
 
 def check_writable(path: str) -> None:
@@ -26,11 +31,35 @@ def check_writable(path: str) -> None:
     raise ValueError(f"--workdir={path}: cannot be written (no write permission on {probe})")
 
 
+def staging_path(path: str) -> str:
+  """Where a run into `path` writes until it has finished: a sibling, `<path>.incomplete`."""
+  return os.path.normpath(path) + ".incomplete"
+
+
+def _writer_pid(staging: str) -> Optional[int]:
+  """The pid of a live process writing `staging`, or None (no marker, or that process died)."""
+  try:
+    with open(os.path.join(staging, INCOMPLETE)) as f:
+      pid = int(f.readline().split()[-1])
+  except (OSError, ValueError, IndexError):
+    return None
+  if pid == os.getpid():
+    return None
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return None
+  except PermissionError:
+    return pid
+  return pid
+
+
 def check(path: str, overwrite: bool) -> None:
   """Raises ValueError if `path` cannot be used as the run directory; changes nothing.
 
   Refused: a directory that cannot be written, one that holds another run (unless
-  `overwrite`), and a non-empty one that is not a run of this tool (even with `overwrite`).
+  `overwrite`), a non-empty one that is not a run of this tool (even with `overwrite`), and
+  one that a live process is writing right now.
   """
   check_writable(path)
   if os.path.isdir(path) and os.listdir(path):
@@ -38,21 +67,90 @@ def check(path: str, overwrite: bool) -> None:
       raise ValueError(f"--workdir={path}: not empty and not a run of this tool; choose another")
     if not overwrite:
       raise ValueError(f"--workdir={path}: holds another run; pass --overwrite to replace it")
+  pid = _writer_pid(staging_path(path))
+  if pid is not None:
+    raise ValueError(f"--workdir={path}: another run (pid {pid}) is writing it in "
+                     f"{staging_path(path)}; wait for it or choose another --workdir")
 
 
-def prepare(path: str, overwrite: bool) -> str:
-  """Creates the run directory after check(); with `overwrite`, the previous run is removed.
+def recover(path: str) -> List[str]:
+  """Cleans up after a run into `path` that was killed; returns what it found, for the user.
+
+  A run killed before it finished leaves `<path>.incomplete` (removed here: `path` itself,
+  the last complete run, was never touched). A run killed in the middle of the two-rename
+  fallback of `finish` leaves `<path>.old`: it is put back if `path` is missing, else removed.
+  """
+  notes = []
+  staging, old = staging_path(path), os.path.normpath(path) + ".old"
+  if os.path.isdir(staging):
+    kept = ("the previous complete run in it is intact" if os.path.isdir(path) and
+            os.path.exists(os.path.join(path, MARKER)) else "it holds no complete run")
+    notes.append(f"A previous run into {path} was interrupted before it finished; {kept}. "
+                 f"Removed its partial files ({staging}).")
+    shutil.rmtree(staging)
+  if os.path.isdir(old):
+    if os.path.isdir(path):
+      shutil.rmtree(old)
+    else:
+      os.rename(old, path)
+      notes.append(f"Restored the complete run in {path} from {old} (a run was killed while "
+                   "replacing it).")
+  return notes
+
+
+def begin(path: str, overwrite: bool) -> Tuple[str, List[str]]:
+  """Starts a run into `path`: returns (the staging directory to write, notes from recover).
+
+  Nothing in `path` changes until `finish`; the staging directory holds an INCOMPLETE marker
+  with this process's pid until then.
 
   Raises:
-    ValueError: as check().
+    ValueError: as check(), or the staging directory cannot be created.
   """
   check(path, overwrite)
-  if os.path.isdir(path) and os.listdir(path):
-    shutil.rmtree(path)
+  notes = recover(path)
+  staging = staging_path(path)
   try:
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(staging)
   except OSError as e:
     raise ValueError(f"--workdir={path}: cannot be written ({e.strerror})") from None
+  atomic_write(os.path.join(staging, INCOMPLETE),
+               f"This run has not finished; {path} is replaced only when it has. pid {os.getpid()}\n")
+  return staging, notes
+
+
+def _exchange(a: str, b: str) -> bool:
+  """Swaps two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = libc.renameat2
+  except (OSError, AttributeError):
+    return False
+  at_fdcwd, rename_exchange = -100, 2
+  if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+    return True
+  err = ctypes.get_errno()
+  if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+    return False
+  raise OSError(err, os.strerror(err), b)
+
+
+def finish(staging: str, path: str) -> str:
+  """Puts the finished run in place of `path` in one step, then deletes the previous run.
+
+  With renameat2 the two directories swap atomically; elsewhere `path` is first renamed to
+  `<path>.old` (which `recover` puts back if the process dies between the two renames).
+  """
+  os.remove(os.path.join(staging, INCOMPLETE))
+  if not os.path.exists(path):
+    os.rename(staging, path)
+  elif _exchange(staging, path):
+    shutil.rmtree(staging)  # Now the previous run.
+  else:
+    old = os.path.normpath(path) + ".old"
+    os.rename(path, old)
+    os.rename(staging, path)
+    shutil.rmtree(old)
   return path
 
 

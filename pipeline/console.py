@@ -1,0 +1,142 @@
+"""What a person sees while a run works: one line per stage with its time, progress bars on a
+terminal, one `error:` line when something breaks. The detail goes to the run's log file.
+
+absl's INFO log (ours and TensorFlow's: "Assets written to ...", "Found untraced functions",
+converter statistics) is written to `log.txt` in the run directory; the console shows
+warnings and errors only, unless `--verbosity` is given (`--verbosity=0` shows INFO again).
+"""
+
+import contextlib
+import logging as py_logging
+import os
+import sys
+import tempfile
+import time
+from typing import Optional
+
+from absl import logging
+
+# TensorFlow's converter and SavedModel writer log these at WARNING for every export; they are
+# expected and say nothing about the user's model, so they go to the log file only.
+_CONVERTER_NOISE = ("Found untraced functions", "Assets written to", "Sharding callback",
+                    "Compiled the loaded model", "No training configuration found")
+
+
+class _ConsoleFilter(py_logging.Filter):
+
+  def filter(self, record):
+    return not (record.name.startswith("tensorflow") and record.levelno < py_logging.ERROR
+                and any(n in record.getMessage() for n in _CONVERTER_NOISE))
+
+
+@contextlib.contextmanager
+def native_output_to_log(what: str):
+  """Sends what C++ code writes to stderr (file descriptor 2) during the block to the log.
+
+  TensorFlow's converter and LiteRT print from C++ straight to the descriptor ("fully_quantize:
+  0, ...", "Created TensorFlow Lite XNNPACK delegate", CUDA probes at import), where no Python
+  log level reaches them. The text is logged at INFO afterwards, so it lands in the run's log
+  file (and on the console with --verbosity).
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      text = tmp.read().decode("utf-8", "replace").strip()
+      if text:
+        logging.info("Output of %s (native stderr):\n%s", what, text)
+
+
+def quiet(detail: bool) -> None:
+  """Console shows WARNING and up (less converter noise), unless `detail` (--verbosity given).
+
+  absl's own logger stays at INFO so that the log file (`log_to`) receives everything.
+  """
+  handler = logging.get_absl_handler()
+  py_logging.captureWarnings(True)  # Python warnings (the converter's) become log records.
+  if not detail:
+    handler.setLevel(py_logging.WARNING)
+    handler.addFilter(_ConsoleFilter())
+    handler.setFormatter(py_logging.Formatter("%(levelname)s: %(message)s"))
+  logging.set_verbosity(min(logging.get_verbosity(), logging.INFO))
+  py_logging.getLogger("tensorflow").setLevel(py_logging.INFO)
+
+
+def log_to(path: str) -> py_logging.Handler:
+  """Also writes every log record (INFO and up, TensorFlow's included) to `path`."""
+  handler = py_logging.FileHandler(path, encoding="utf-8")
+  handler.setLevel(py_logging.INFO)
+  handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+  py_logging.getLogger().addHandler(handler)
+  return handler
+
+
+class Console:
+  """Stage lines and progress bars on a stream (stderr); bars only where it is a terminal."""
+
+  def __init__(self, stream=None, bars: Optional[bool] = None, enabled: bool = True):
+    self.stream = stream or sys.stderr
+    self.bars = self.stream.isatty() if bars is None else bars
+    self.enabled = enabled
+    self.current = None  # The stage running now, named in error lines.
+
+  def line(self, text: str) -> None:
+    if self.enabled:
+      self.stream.write(text + "\n")
+      self.stream.flush()
+
+  @contextlib.contextmanager
+  def stage(self, name: str, seconds: Optional[dict] = None):
+    """Times a stage; yields a dict whose "summary" is printed after its name and time."""
+    logging.info("== %s", name)
+    self.current, info, t0 = name, {}, time.perf_counter()
+    yield info
+    elapsed = time.perf_counter() - t0
+    if seconds is not None:
+      seconds[name] = round(elapsed, 2)
+    summary = info.get("summary", "")
+    logging.info("%s: %.1f s. %s", name, elapsed, summary)
+    self.line(f"{name:<11}{elapsed:7.1f} s  {summary}".rstrip())
+    self.current = None
+
+  def bar(self, total: int, desc: str, unit: str):
+    """A tqdm bar on the terminal (nothing elsewhere); call .update(n) and .close()."""
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    return tqdm(total=total, desc=f"{desc:<11}", unit=unit, file=self.stream, leave=False,
+                disable=not (self.enabled and self.bars), dynamic_ncols=True)
+
+  def round_progress(self, desc: str, total: int):
+    """A progress(done, total) callable for export.timing.measure, and the bar to close."""
+    bar = self.bar(total, desc, "round")
+
+    def progress(done, _):
+      bar.update(done - bar.n)
+    return progress, bar
+
+
+def epoch_bar(console: Console, epochs: int, desc: str):
+  """A tf_keras callback showing one bar per fit (epochs, loss, validation accuracy)."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+  class EpochBar(keras.callbacks.Callback):
+
+    def on_train_begin(self, logs=None):
+      self.bar = console.bar(epochs, desc, "epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+      logs = logs or {}
+      self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()
+                            if k in ("loss", "accuracy", "val_accuracy")}, refresh=False)
+      self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+      self.bar.close()
+
+  return EpochBar()
