@@ -3,13 +3,16 @@
   python -m benchmarks.compare --flagfile=configs/fashion_mnist.flags --out_dir=bench_out
 
 Takes the pipeline's own flags (data, baseline training, the pruning recipe), trains one
-baseline, then prunes copies of it with each recipe, exports every file, checks each one's
-accuracy through LiteRT and times them all interleaved. Writes compare.md, compare.json and
-two PNG charts to --out_dir.
+baseline with pipeline.job's baseline stage, prunes copies of it with each recipe through
+pipeline.job's pruning stages, exports every file, gates each one through LiteRT and times
+them all interleaved. Speed-ups and the "met / NOT met" verdicts use the paired median (see
+export/timing.py). Writes compare.md, compare.json and two PNG charts to --out_dir, which is
+replaced only once they are complete.
 """
 
 import dataclasses
 import json
+import logging as py_logging
 import os
 
 from absl import flags
@@ -17,9 +20,7 @@ from absl import logging
 
 from pipeline import cli
 from pipeline import run as run_lib  # Defines the pipeline's flags, which this command shares.
-
-_OUT_DIR = flags.DEFINE_string("out_dir", "bench_out", "Where compare.md, compare.json and the "
-                               "charts go (replaced if it holds an earlier comparison).")
+from pipeline import shared_flags
 
 _EDGE_STRUCTURED = flags.DEFINE_float("edge_structured_rate", 0.5, "Row 3: fraction of "
                                        "channels removed (as configs/fashion_mnist_edge.flags).")
@@ -39,7 +40,7 @@ def tutorial_config(cfg):
                              pruning_begin_step=0, pruning_frequency=100, pruning_end_step=None)
 
 
-def recipes(cfg, train_examples):
+def recipes(cfg, train_examples, edge_structured_rate, edge_pruning_rate):
   """{model name: (label, Config)} for every pruned row of the table."""
   from pipeline import prune  # pylint: disable=g-import-not-at-top
   tut = tutorial_config(cfg)
@@ -50,8 +51,8 @@ def recipes(cfg, train_examples):
   tut = dataclasses.replace(tut, pruning_end_step=total - 1,
                             pruning_frequency=min(100, max(1, total // 8)))
   ours = dataclasses.replace(cfg, prune=True)
-  edge = dataclasses.replace(cfg, prune=True, structured_rate=_EDGE_STRUCTURED.value,
-                             pruning_rate=_EDGE_PRUNING.value)
+  edge = dataclasses.replace(cfg, prune=True, structured_rate=edge_structured_rate,
+                             pruning_rate=edge_pruning_rate)
   return {
       "tfmot_tutorial": ("1. TF-MOT tutorial recipe", tut),
       "pruned": (f"2. this pipeline, unstructured {cfg.pruning_rate:.0%}", ours),
@@ -63,30 +64,34 @@ def recipes(cfg, train_examples):
 def to_markdown(result) -> str:
   ds, rows = result["dataset"], result["rows"]
   lines = [
+      f"CPU: {result['cpu_description']}.",
+      "",
       f"Data: {ds['name']} from {ds['source']}; {ds['train_examples']} train, "
       f"{ds['test_examples']} test images. One baseline ({result['baseline_accuracy']:.2%}), "
       f"every file timed interleaved in one process: {result['runs']} invokes in "
-      f"{result['rounds']} rounds, 1 thread, LiteRT XNNPACK (builtin kernels where it "
-      "fails). Ratios against the dense float32 baseline. Best round: the lowest round median, "
-      "the latency least disturbed by other processes on this shared machine; the speed-up "
-      "compares those. p50 is over all rounds, its ratio beside it; a disturbed round's median "
-      "is over 1.1x the file's best.",
+      f"{result['rounds']} rounds (order rotated each round), 1 thread, LiteRT XNNPACK "
+      "(builtin kernels where it fails). Speed-up: the median over rounds of the dense float32 "
+      "baseline's round median over the file's, with the 10th-90th percentile of the per-round "
+      "ratios; best-round and p50 ratios are secondary. A disturbed round's median is over "
+      "1.1x the file's best.",
       "",
-      "| recipe | file | test accuracy | vs baseline (points) | sparsity | gzip bytes | gzip ratio "
-      "| best round ms | speed-up | p50 ms | speed-up (p50) | disturbed rounds | MACs vs baseline "
-      "| effective MACs | kernels |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+      "| recipe | file | gate | test accuracy | vs baseline (points) | sparsity | gzip bytes "
+      "| gzip ratio | p50 ms | speed-up (paired, p10-p90) | speed-up (best round) "
+      "| speed-up (p50) | disturbed rounds | MACs vs baseline | effective MACs | kernels |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   ref_macs = next(r["macs"] for r in rows if r["model"] == "baseline")
   for r in rows:
     kernels = r["delegate"] + (" (fallback)" if r["fallback_reason"] else "")
     lines.append(
-        f"| {r['recipe']} | {r['name']} | {r['test_accuracy']:.2%} "
+        f"| {r['recipe']} | {r['name']} | {r['gate']} | {r['test_accuracy']:.2%} "
         f"| {100 * (r['test_accuracy'] - result['baseline_accuracy']):+.2f} | {r['sparsity']:.1%} "
-        f"| {r['gzip_bytes']:,} | {r['gzip_ratio']:.2f}x | {r['latency_ms_best_round']:.4f} "
-        f"| {r['speedup']:.2f}x | {r['latency_ms_p50']:.4f} | {r['speedup_p50']:.2f}x "
+        f"| {r['gzip_bytes']:,} | {r['gzip_ratio']:.2f}x | {r['latency_ms_p50']:.4f} "
+        f"| {r['speedup']:.2f}x ({r['speedup_p10']:.2f}-{r['speedup_p90']:.2f}) "
+        f"| {r['speedup_best_round']:.2f}x | {r['speedup_p50']:.2f}x "
         f"| {r['disturbed_rounds']}/{r['rounds']} | {r['macs'] / ref_macs:.2f}x "
         f"| {r['effective_macs'] / 1e6:.2f}M of {r['macs'] / 1e6:.2f}M "
         f"| {kernels} |")
+  lines += [f"- FAILED {r['name']}: {r['gate_reason']}" for r in rows if r["gate"] != "ok"]
   lines += ["", *(f"- {v}" for v in result["verdicts"])]
   mb = result.get("mobilenet_v2")
   if mb:
@@ -94,17 +99,17 @@ def to_markdown(result) -> str:
               f"channels of every prunable group removed ({mb['criterion']}, per layer): MACs "
               f"{mb['macs_before'] / 1e6:.1f}M -> {mb['macs_after'] / 1e6:.1f}M "
               f"({mb['macs_ratio']:.2f}x), parameters {mb['params_before']:,} -> "
-              f"{mb['params_after']:,}, float32 latency (best round) {mb['best_before_ms']:.3f} -> "
-              f"{mb['best_after_ms']:.3f} ms ({mb['speedup']:.2f}x lower; p50 "
-              f"{mb['p50_before_ms']:.3f} -> {mb['p50_after_ms']:.3f} ms, "
-              f"{mb['speedup_p50']:.2f}x), smaller model equals "
+              f"{mb['params_after']:,}, float32 latency p50 {mb['p50_before_ms']:.3f} -> "
+              f"{mb['p50_after_ms']:.3f} ms: {mb['speedup']:.2f}x lower, paired "
+              f"(p10-p90 {mb['speedup_p10']:.2f}-{mb['speedup_p90']:.2f}; best round "
+              f"{mb['speedup_best_round']:.2f}x), smaller model equals "
               f"the masked original to {mb['max_abs_diff_vs_masked']:.1e}; "
               f"{mb['coupled_groups']} coupled residual groups.", "",
               "- " + mobilenet_verdict(mb)]
   return "\n".join(lines) + "\n"
 
 
-# Row 3's targets: latency ratio (best round), gzip ratio, accuracy change (points).
+# Row 3's targets: latency ratio (paired median), gzip ratio, accuracy change (points).
 EDGE_TARGETS = {"speedup": 4.0, "gzip_ratio": 25.0, "points": -1.0}
 # MobileNetV2 with half its prunable channels removed: MAC ratio, float32 latency ratio.
 MOBILENET_TARGETS = {"macs_ratio": 0.55, "speedup": 1.6, "max_abs_diff": 1e-5}
@@ -134,8 +139,9 @@ def verdicts(rows, baseline_accuracy=None):
       continue
     points = 100 * (r["test_accuracy"] - baseline_accuracy)
     out.append(
-        f"Row 3 ({r['name']}): {r['speedup']:.2f}x lower latency (best round; "
-        f"{r['speedup_p50']:.2f}x by p50) against >= {t['speedup']:.0f}x: "
+        f"Row 3 ({r['name']}): {r['speedup']:.2f}x lower latency (paired median, p10-p90 "
+        f"{r['speedup_p10']:.2f}-{r['speedup_p90']:.2f}x; best round {r['speedup_best_round']:.2f}x, "
+        f"p50 {r['speedup_p50']:.2f}x) against >= {t['speedup']:.0f}x: "
         f"{_met(r['speedup'] >= t['speedup'])}; gzip {r['gzip_ratio']:.1f}x smaller against "
         f">= {t['gzip_ratio']:.0f}x: {_met(r['gzip_ratio'] >= t['gzip_ratio'])}; accuracy "
         f"{points:+.2f} points against >= {t['points']:+.1f}: {_met(points >= t['points'])}.")
@@ -159,7 +165,7 @@ def charts(rows, out_dir):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   paths = []
   for key, label, fname in [("gzip_bytes", "gzip size (KB)", "accuracy_vs_gzip.png"),
-                            ("latency_ms_best_round", "latency, best round (ms, 1 thread)",
+                            ("latency_ms_p50", "latency, p50 (ms, 1 thread)",
                              "accuracy_vs_latency.png")]:
     fig, ax = plt.subplots(figsize=(8, 5))
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
@@ -205,12 +211,14 @@ def mobilenet_check(out_dir, runs, warmup_runs) -> dict:
                                        tflite.convert(m, "float32"))
   before, after = timing.measure(files, warmup_runs=warmup_runs, runs=runs,
                                  rounds=measure.TIMING_ROUNDS)
+  s = timing.speedup(before, after)
   return {"criterion": "l1", "macs_before": macs.count(model), "macs_after": macs.count(small),
           "macs_ratio": macs.count(small) / macs.count(model),
           "params_before": model.count_params(), "params_after": small.count_params(),
           "best_before_ms": before.best_round_ms, "best_after_ms": after.best_round_ms,
-          "speedup": timing.speedup(before, after), "p50_before_ms": before.p50_ms,
-          "p50_after_ms": after.p50_ms, "speedup_p50": before.p50_ms / after.p50_ms,
+          "p50_before_ms": before.p50_ms, "p50_after_ms": after.p50_ms,
+          "speedup": s.paired, "speedup_p10": s.p10, "speedup_p90": s.p90,
+          "speedup_best_round": s.best_round, "speedup_p50": s.p50,
           "max_abs_diff_vs_masked": diff,
           "coupled_groups": sum(len(g.producers) > 1 for g in a.prunable()),
           "skipped": a.skipped()}
@@ -219,66 +227,79 @@ def mobilenet_check(out_dir, runs, warmup_runs) -> dict:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=_OUT_DIR.value)
-  # pylint: disable-next=g-import-not-at-top
-  from pipeline import data as data_lib, job, measure, models, prune, workdir
+  out_path = shared_flags.OUT_DIR.value
+  cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=out_path, overwrite=True)
+  from pipeline import console  # pylint: disable=g-import-not-at-top
+  console.quiet(detail=flags.FLAGS["verbosity"].present)
+  con = console.Console()
+  with console.native_output_to_log("TensorFlow's import"):
+    # pylint: disable-next=g-import-not-at-top
+    from pipeline import data as data_lib, job, measure, workdir
+    from export import cpu  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   try:
-    prep = job.preflight(dataclasses.replace(cfg, prune=False, overwrite=True))
+    with con.stage("data"):
+      prep = job.preflight(dataclasses.replace(cfg, prune=False))
+    out_dir, notes = workdir.begin(out_path, overwrite=True)
   except ValueError as e:
     cli.fail(str(e))
-  data, out_dir = prep.data, workdir.prepare(cfg.workdir, overwrite=True)
+  handler = console.log_to(os.path.join(out_dir, job.LOG_FILE))
+  for note in notes:
+    logging.warning("%s", note)
+  data = prep.data
   workdir.atomic_write(os.path.join(out_dir, workdir.MARKER), flags.FLAGS.flags_into_string())
   logging.info("Comparing on %s from %s.", data.name, data.source)
 
-  from pipeline import train  # pylint: disable=g-import-not-at-top
   seconds = {}
-  with measure.stage("baseline", seconds):
-    baseline = prep.baseline or models.build_model(cfg, data.input_shape, data.num_classes)
-    if prep.baseline is None:
-      train.train_baseline(baseline, data, cfg, out_dir)
+  baseline, _ = job.baseline_stage(cfg, prep, out_dir, con, seconds)
   x_test = data_lib.scaled(data.x_test)
   built = {"baseline": baseline}
   labels = {"baseline": "0. baseline (dense)"}
   pruned_layers = {}
-  from pipeline import structured  # pylint: disable=g-import-not-at-top
-  plans = recipes(cfg, len(data.x_train))
+  plans = recipes(cfg, len(data.x_train), _EDGE_STRUCTURED.value, _EDGE_PRUNING.value)
   for name, (label, rcfg) in plans.items():
-    with measure.stage(name, seconds):
-      start = baseline
-      if rcfg.structured_rate:
-        start = structured.prune_structures(baseline, data, rcfg,
-                                            os.path.join(out_dir, name)).model
-      result = prune.prune(start, data, rcfg, os.path.join(out_dir, name))
-    built[name], labels[name], pruned_layers[name] = result.model, label, result.pruned_layers
+    stage_seconds = {}
+    built[name], _, pruned_layers[name] = job.pruning_stages(
+        baseline, data, rcfg, os.path.join(out_dir, name), con, stage_seconds)
+    seconds[name] = round(sum(stage_seconds.values()), 2)
+    labels[name] = label
   outputs = {n: m.predict(x_test, batch_size=512, verbose=0) for n, m in built.items()}
   plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
           "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False)}
   rows = measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
       int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
-      seconds=seconds)
+      bounds=job.bounds_of(cfg), console=con, seconds=seconds)
   for r in rows:
     r["recipe"] = labels[r["model"]]
     r["path"] = os.path.relpath(r["path"], out_dir)
   baseline_accuracy = float(np.mean(np.argmax(outputs["baseline"], -1) == data.y_test))
+  machine = cpu.read()
   result = {
+      "cpu": dataclasses.asdict(machine), "cpu_description": machine.describe(),
       "dataset": data.summary(), "runs": cfg.benchmark_runs, "rounds": measure.TIMING_ROUNDS,
       "stage_seconds": seconds, "baseline_accuracy": baseline_accuracy,
       "recipes": {n: dataclasses.asdict(c) for n, (_, c) in plans.items()},
       "rows": rows, "verdicts": verdicts(rows, baseline_accuracy)}
   if _MOBILENET.value:
-    with measure.stage("mobilenet_v2", seconds):
+    with con.stage("mobilenet_v2", seconds):
       result["mobilenet_v2"] = mobilenet_check(os.path.join(out_dir, "mobilenet"),
                                                cfg.benchmark_runs, cfg.benchmark_warmup_runs)
   md = to_markdown(result)
   workdir.atomic_write(os.path.join(out_dir, "compare.json"), json.dumps(result, indent=2) + "\n")
   workdir.atomic_write(os.path.join(out_dir, "compare.md"), md)
   pngs = charts(rows, out_dir)
+  py_logging.getLogger().removeHandler(handler)
+  handler.close()
+  workdir.finish(out_dir, out_path)
   print(md)
   charts_written = ", ".join(os.path.basename(p) for p in pngs)
-  print(f"Written: {out_dir}/compare.md, compare.json, {charts_written}")
+  print(f"Written: {out_path}/compare.md, compare.json, {charts_written}")
+  failed = [r for r in rows if r["gate"] != "ok"]
+  if failed:
+    cli.fail(f"{len(failed)} exported file(s) outside their bounds: "
+             + "; ".join(f"{r['name']}: {r['gate_reason']}" for r in failed), status=1)
 
 
 if __name__ == "__main__":
-  cli.run(main, __name__)
+  cli.run(main, __name__, shared=("out_dir",))

@@ -6,6 +6,7 @@ Exports MobileNetV2 (random weights, 224x224x3, float32; about 10 ms an invoke h
 litert-benchmark's 0.01 ms rounding), times it with export.timing and with litert-benchmark
 (1 thread, XNNPACK, same warm-up and run counts) alternately for --rounds rounds, so drift in
 machine load hits both alike, and fails if the medians of their medians differ by over 25%.
+Defaults: --runs=200 --warmup_runs=20 --rounds=3 --out_dir=bench_out.
 """
 
 import json
@@ -15,15 +16,10 @@ import subprocess
 import sys
 import tempfile
 
-from absl import app
-from absl import flags
-
 import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
+from pipeline import cli
+from pipeline import shared_flags
 
-_OUT_DIR = flags.DEFINE_string("out_dir", "bench_out", "Where crosscheck.json goes.")
-_RUNS = flags.DEFINE_integer("runs", 200, "Timed invokes for each tool.", lower_bound=10)
-_WARMUP = flags.DEFINE_integer("warmup_runs", 20, "Untimed invokes first.", lower_bound=1)
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds of the two tools.", lower_bound=1)
 TOLERANCE = 0.25
 
 
@@ -41,33 +37,43 @@ def litert_benchmark_median_ms(path: str, runs: int, warmup_runs: int) -> float:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  out_dir = shared_flags.OUT_DIR.value
+  runs = shared_flags.value(shared_flags.RUNS, 200)
+  warmup = max(1, shared_flags.value(shared_flags.WARMUP_RUNS, 20))
+  rounds = shared_flags.value(shared_flags.ROUNDS, 3)
+  if runs < 10:
+    cli.fail(f"--runs={runs}: litert-benchmark needs at least 10 runs")
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  from export import timing, tflite  # pylint: disable=g-import-not-at-top
+  from export import cpu, timing, tflite  # pylint: disable=g-import-not-at-top
   from pipeline import workdir  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
   model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=1000)
-  os.makedirs(_OUT_DIR.value, exist_ok=True)
-  path = os.path.join(_OUT_DIR.value, "mobilenet_v2_float32.tflite")
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "mobilenet_v2_float32.tflite")
   workdir.atomic_write(path, tflite.convert(model, "float32"))
   import numpy as np  # pylint: disable=g-import-not-at-top
   ours, theirs, delegate = [], [], ""
-  for _ in range(_ROUNDS.value):
-    t = timing.measure({"mobilenet_v2": path}, warmup_runs=_WARMUP.value, runs=_RUNS.value)[0]
+  for _ in range(rounds):
+    t = timing.measure({"mobilenet_v2": path}, warmup_runs=warmup, runs=runs)[0]
     ours.append(t.p50_ms)
     delegate = t.delegate
-    theirs.append(litert_benchmark_median_ms(path, _RUNS.value, _WARMUP.value))
+    theirs.append(litert_benchmark_median_ms(path, runs, warmup))
   ratio = float(np.median(ours) / np.median(theirs))
-  result = {"file": path, "threads": 1, "delegate": delegate, "runs": _RUNS.value,
-            "warmup_runs": _WARMUP.value, "rounds": _ROUNDS.value,
+  machine = cpu.read()
+  result = {"cpu": machine.__dict__, "cpu_description": machine.describe(),
+            "file": path, "threads": 1, "delegate": delegate, "runs": runs,
+            "warmup_runs": warmup, "rounds": rounds,
             "harness_medians_ms": ours, "litert_benchmark_medians_ms": theirs,
             "harness_median_ms": float(np.median(ours)),
             "litert_benchmark_median_ms": float(np.median(theirs)), "ratio": ratio,
             "tolerance": TOLERANCE}
-  workdir.atomic_write(os.path.join(_OUT_DIR.value, "crosscheck.json"),
+  workdir.atomic_write(os.path.join(out_dir, "crosscheck.json"),
                        json.dumps(result, indent=2) + "\n")
-  print(f"MobileNetV2 float32, 1 thread, {delegate}, {_RUNS.value} runs x {_ROUNDS.value} rounds: "
+  print(f"CPU: {machine.describe()}")
+  print(f"MobileNetV2 float32, 1 thread, {delegate}, {runs} runs x {rounds} rounds: "
         f"harness median {result['harness_median_ms']:.3f} ms, litert-benchmark median "
         f"{result['litert_benchmark_median_ms']:.2f} ms, ratio {ratio:.2f} "
         f"({'within' if abs(ratio - 1) <= TOLERANCE else 'OUTSIDE'} {TOLERANCE:.0%})")
@@ -76,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, __name__, shared=("out_dir", "runs", "rounds", "warmup_runs"))

@@ -1,30 +1,27 @@
 """`python -m export.benchmark FILE... [flags]`: time any .tflite files side by side with LiteRT.
 
-Files are opened and warmed up, then timed in interleaved rounds (A B C A B C ...) in one
-process, timing invoke() alone. Speed-ups compare each file's best round (its lowest round
-median, the one least disturbed by other processes) and, beside them, the p50s over all rounds.
+Files are opened and warmed up, then timed in interleaved rounds (A B C, B C A, ...) in one
+process, timing invoke() alone. A speed-up is paired: the median over rounds of the reference's
+round median over the file's, with the 10th-90th percentile of those ratios; best-round and p50
+ratios are printed beside it. The CPU (model, cores, ISA features) is printed with the table.
 A delegate that fails to prepare is reported, and the file is measured on the builtin kernels
-instead.
+instead. Defaults: --runs=2000 --rounds=40 --warmup_runs=50.
 """
 
 import json
 import os
-import sys
 
 from absl import flags
 
 from export import litert
 from pipeline import cli
+from pipeline import shared_flags
 from pipeline.cli import fail
 
 _THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
 _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
                                f"{', '.join(litert.DELEGATES)} (builtin = no default delegate).")
-_WARMUP = flags.DEFINE_integer("warmup_runs", 50, "Untimed invokes per configuration.",
-                               lower_bound=0)
-_RUNS = flags.DEFINE_integer("runs", 2000, "Timed invokes per configuration.", lower_bound=1)
-_ROUNDS = flags.DEFINE_integer("rounds", 40, "Interleaved rounds the runs are split into; each "
-                               "file's latency is its lowest round median.", lower_bound=1)
+SHARED = ("runs", "rounds", "warmup_runs")
 _REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) speed-ups are measured "
                                  "against (default: the first file).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
@@ -58,36 +55,43 @@ def main(argv):
     fail(f"--reference={ref}: not among the files given")
   ref_name = names[paths.index(ref)] if ref in paths else ref
 
-  from export import timing  # pylint: disable=g-import-not-at-top
+  from export import cpu, timing  # pylint: disable=g-import-not-at-top
+  from pipeline import console  # pylint: disable=g-import-not-at-top
 
-  def progress(msg):  # One rewritten status line on a terminal; silent in logs.
-    sys.stderr.write(f"\r{msg:<60}")
-    sys.stderr.flush()
-
+  rounds = shared_flags.value(shared_flags.ROUNDS, 40)
+  progress, bar = console.Console().round_progress("timing", rounds)
   try:
-    results = timing.measure(dict(zip(names, paths)), threads=[int(t) for t in _THREADS.value],
-                             delegates=_DELEGATES.value, warmup_runs=_WARMUP.value,
-                             runs=_RUNS.value, rounds=_ROUNDS.value,
-                             progress=progress if sys.stderr.isatty() else None)
+    with console.native_output_to_log("LiteRT"):
+      results = timing.measure(dict(zip(names, paths)),
+                               threads=[int(t) for t in _THREADS.value],
+                               delegates=_DELEGATES.value,
+                               warmup_runs=shared_flags.value(shared_flags.WARMUP_RUNS, 50),
+                               runs=shared_flags.value(shared_flags.RUNS, 2000), rounds=rounds,
+                               progress=progress)
   except ValueError as e:  # LiteRT refuses a file that is not a valid model.
     fail(str(e))
-  if sys.stderr.isatty():
-    sys.stderr.write("\n")
+  finally:
+    bar.close()
+  machine = cpu.read()
+  print(f"CPU: {machine.describe()}\n")
   print(timing.to_markdown(results, ref_name))
   work = _work(dict(zip(names, paths)), ref_name)
   print("\n" + "\n".join(work["lines"]))
   if _JSON.value:
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
+    ref = {(t.delegate_requested, t.threads): t for t in results if t.name == ref_name}
     workdir.atomic_write(_JSON.value, json.dumps(
-        {"reference": ref_name, "results": [r.__dict__ for r in results], "work": work["files"]},
-        indent=2) + "\n")
+        {"reference": ref_name, "cpu": machine.__dict__, "cpu_description": machine.describe(),
+         "results": [dict(r.__dict__, speedup=timing.speedup(
+             ref[(r.delegate_requested, r.threads)], r).as_dict()) for r in results],
+         "work": work["files"]}, indent=2) + "\n")
 
 
 def _work(files, ref_name):
   """MACs and effective MACs (zero weights skipped) per file, and whether any kernel here can
   skip zeros: how far a measured speed-up could go, given the work left."""
-  from export import graph  # pylint: disable=g-import-not-at-top
-  has_avx = graph.cpu_has_avx()
+  from export import cpu, graph  # pylint: disable=g-import-not-at-top
+  has_avx = cpu.read().has("AVX")
   info = {}
   for name, path in files.items():
     g = graph.read(path)
@@ -105,7 +109,7 @@ def _work(files, ref_name):
 
 
 def run():
-  cli.run(main, __name__)
+  cli.run(main, __name__, shared=SHARED)
 
 
 if __name__ == "__main__":

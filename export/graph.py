@@ -127,15 +127,6 @@ def read(path_or_bytes, layer_names=None) -> Graph:
   return Graph(layers, op_names)
 
 
-def cpu_has_avx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-  """True on x86 CPUs with AVX, where XNNPACK does not use its sparse kernels."""
-  try:
-    with open(cpuinfo) as f:
-      return any(l.startswith("flags") and " avx" in l for l in f)
-  except OSError:
-    return False
-
-
 def sparse_inference_blockers(g: Graph, has_avx: bool) -> List[str]:
   """Why XNNPACK's sparse kernels cannot skip this file's zero weights here ([] = they can).
 

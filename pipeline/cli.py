@@ -6,10 +6,10 @@ from absl import app
 from absl import flags
 
 
-def fail(message: str) -> None:
-  """Prints one error line and exits with status 2."""
+def fail(message: str, status: int = 2) -> None:
+  """Prints one error line and exits: status 2 for bad input, 1 for a run that failed."""
   sys.stderr.write(f"error: {message}\n")
-  sys.exit(2)
+  sys.exit(status)
 
 
 def parse_flags(argv):
@@ -22,8 +22,9 @@ def parse_flags(argv):
     fail(" ".join(str(e).split()))
 
 
-def run(main, module_name: str) -> None:
-  """app.run with one-line flag errors; --help lists the flags defined in `module_name`.
+def run(main, module_name: str, shared=()) -> None:
+  """app.run with one-line flag errors; --help lists the flags defined in `module_name`, and
+  the flags named in `shared` (from pipeline.shared_flags) that this command uses.
 
   absl's own --help lists the flags of the __main__ module, which for a console script is
   the generated wrapper, with none of ours.
@@ -32,5 +33,9 @@ def run(main, module_name: str) -> None:
     module = sys.modules[module_name]
     print((module.__doc__ or "").strip() + "\n")
     print(flags.FLAGS.module_help(module))
+    for name in shared:
+      f = flags.FLAGS[name]
+      default = "the command's own" if f.default is None else repr(f.default)
+      print(f"  --{name}: {f.help}\n    (default: {default})")
     sys.exit(0)
   app.run(main, flags_parser=parse_flags)

@@ -177,7 +177,7 @@ def main(argv):
   except ValueError as e:
     fail(str(e))
   except job.StageError as e:
-    fail(str(e))
+    fail(str(e), status=1)
 
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
   print(report_lib.to_markdown(report))
@@ -186,7 +186,7 @@ def main(argv):
   failed = [e for e in report["exports"] if e["gate"] != "ok"]
   if failed:
     fail(f"{len(failed)} exported file(s) outside their bounds: " + "; ".join(
-        f"{e['name']}: {e['gate_reason']}" for e in failed))
+        f"{e['name']}: {e['gate_reason']}" for e in failed), status=1)
 
 
 def run():

@@ -46,3 +46,21 @@ def run_cli(args, cwd, module="pipeline.run", timeout=300):
 
 def replace(cfg, **kw):
   return dataclasses.replace(cfg, **kw)
+
+
+def damage_int8_scales(content: bytes, factor: float = 8.0) -> bytes:
+  """A .tflite whose int8 weight tensors' quantization scales are multiplied by `factor`:
+  the kind of broken file a bad conversion gives, which the gates must catch."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+  damaged = 0
+  for t in model.subgraphs[0].tensors:
+    q = t.quantization
+    if (t.type == schema.TensorType.INT8 and model.buffers[t.buffer].data is not None
+        and q is not None and q.scale is not None and len(t.shape) >= 2):
+      q.scale = np.asarray(q.scale, np.float32) * factor
+      damaged += 1
+  assert damaged, "no int8 weight tensor to damage"
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

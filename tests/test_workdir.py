@@ -7,22 +7,69 @@ import pytest
 from pipeline import workdir
 
 
-def test_prepare_refuses_another_run_unless_overwrite(tmp_path):
+def _complete_run(path, content="old"):
+  staging, _ = workdir.begin(str(path), overwrite=True)
+  with open(os.path.join(staging, workdir.MARKER), "w") as f:
+    f.write("--epochs=1\n")
+  with open(os.path.join(staging, "report.json"), "w") as f:
+    f.write(content)
+  return workdir.finish(staging, str(path))
+
+
+def test_a_run_is_written_beside_the_old_one_and_swapped_in_when_finished(tmp_path):
   run = tmp_path / "run"
-  workdir.prepare(str(run), overwrite=False)
-  (run / workdir.MARKER).write_text("--epochs=1\n")
-  (run / "report.json").write_text("{}")
+  _complete_run(run, "old")
   with pytest.raises(ValueError) as e:
-    workdir.prepare(str(run), overwrite=False)
+    workdir.begin(str(run), overwrite=False)
   assert str(e.value) == f"--workdir={run}: holds another run; pass --overwrite to replace it"
-  workdir.prepare(str(run), overwrite=True)
-  assert os.listdir(run) == []
+  staging, notes = workdir.begin(str(run), overwrite=True)
+  assert staging == f"{run}.incomplete" and notes == []
+  assert (run / "report.json").read_text() == "old"  # Untouched while the new run works.
+  assert "has not finished" in open(os.path.join(staging, workdir.INCOMPLETE)).read()
+  (tmp_path / "run.incomplete" / workdir.MARKER).write_text("--epochs=2\n")
+  (tmp_path / "run.incomplete" / "report.json").write_text("new")
+  workdir.finish(staging, str(run))
+  assert (run / "report.json").read_text() == "new"
+  assert sorted(os.listdir(run)) == [workdir.MARKER, "report.json"]  # No INCOMPLETE marker.
+  assert sorted(os.listdir(tmp_path)) == ["run"]  # The old run is gone, nothing else left.
 
 
-def test_prepare_never_deletes_a_directory_that_is_not_a_run(tmp_path):
+def test_an_interrupted_run_leaves_the_old_one_and_the_next_run_says_so(tmp_path):
+  run = tmp_path / "run"
+  _complete_run(run, "old")
+  workdir.begin(str(run), overwrite=True)  # Never finished: as if killed.
+  os.remove(tmp_path / "run.incomplete" / workdir.INCOMPLETE)
+  (tmp_path / "run.incomplete" / workdir.INCOMPLETE).write_text("pid 999999999\n")  # Dead.
+  assert (run / "report.json").read_text() == "old"
+  staging, notes = workdir.begin(str(run), overwrite=True)
+  assert notes == [f"A previous run into {run} was interrupted before it finished; the previous "
+                   f"complete run in it is intact. Removed its partial files ({run}.incomplete)."]
+  assert os.listdir(staging) == [workdir.INCOMPLETE]
+
+
+def test_a_run_being_written_by_a_live_process_is_refused(tmp_path):
+  run = tmp_path / "run"
+  (tmp_path / "run.incomplete").mkdir()
+  (tmp_path / "run.incomplete" / workdir.INCOMPLETE).write_text(f"pid {os.getppid()}\n")
+  with pytest.raises(ValueError) as e:
+    workdir.check(str(run), overwrite=True)
+  assert str(e.value) == (f"--workdir={run}: another run (pid {os.getppid()}) is writing it in "
+                          f"{run}.incomplete; wait for it or choose another --workdir")
+
+
+def test_recover_puts_back_a_run_caught_between_the_fallback_renames(tmp_path):
+  run = tmp_path / "run"
+  _complete_run(run, "old")
+  os.rename(run, tmp_path / "run.old")  # Killed after the first rename of the fallback.
+  assert workdir.recover(str(run)) == [
+      f"Restored the complete run in {run} from {run}.old (a run was killed while replacing it)."]
+  assert (run / "report.json").read_text() == "old"
+
+
+def test_never_deletes_a_directory_that_is_not_a_run(tmp_path):
   (tmp_path / "precious.txt").write_text("keep me")
   with pytest.raises(ValueError, match="not empty and not a run of this tool"):
-    workdir.prepare(str(tmp_path), overwrite=True)
+    workdir.begin(str(tmp_path), overwrite=True)
   assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
