@@ -28,7 +28,7 @@ class Bounds:
       return (f"agreement >= {100 * self.float32_min_agreement:g}% and max |diff| < "
               f"{self.float32_max_abs_diff:g}")
     points = self.float16_max_points if fmt == "float16" else self.int8_max_points
-    return f"accuracy within {points:g} points of Keras"
+    return f"accuracy within {points:g} point{'' if points == 1 else 's'} of Keras"
 
 
 def check(fmt: str, accuracy: float, keras_accuracy: float, agreement: float,

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging as py_logging
 import os
+import sys
 from typing import Optional
 
 from absl import logging
@@ -134,7 +135,10 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
   try:
     report = _stages(cfg, prep, flags_text, wd, con)
   except Exception as e:  # pylint: disable=broad-except  (any failure: one line, log has it)
-    logging.exception("Stage %s failed.", con.current)
+    # The traceback goes to the log file only; the console gets the one line raised below.
+    handler.handle(py_logging.getLogger(__name__).makeRecord(
+        __name__, py_logging.ERROR, __file__, 0, "Stage %s failed.", (con.current,),
+        sys.exc_info()))
     raise StageError(f"{con.current or 'setup'} stage failed: {type(e).__name__}: "
                      f"{' '.join(str(e).split())[:300]} (traceback in "
                      f"{os.path.join(wd, LOG_FILE)}; {cfg.workdir} was not changed)") from e

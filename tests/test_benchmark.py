@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from conftest import REPO, run_cli
-from export import graph
+from export import cpu
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,16 @@ def test_cli_times_foreign_files_and_writes_json(foreign_files):
   assert {(r["name"], r["delegate"], r["threads"]) for r in result["results"]} == {
       (n, d, t) for n in ("float", "int8") for d in ("xnnpack", "builtin") for t in (1, 2)}
   for r in result["results"]:
-    assert r["runs"] == 40 and r["p50_ms"] <= r["p99_ms"] and r["bytes"] > 0
+    assert r["runs"] == 40 and len(r["round_medians_ms"]) == 4 and r["bytes"] > 0
+    ref = next(x for x in result["results"] if x["name"] == "float" and
+               (x["delegate_requested"], x["threads"]) == (r["delegate_requested"], r["threads"]))
+    ratios = np.array(ref["round_medians_ms"]) / np.array(r["round_medians_ms"])
+    assert r["speedup"]["paired"] == pytest.approx(float(np.median(ratios)))
   assert result["work"]["float"]["macs"] == 16 * 64 + 64 * 4  # Read from the file's graph.
-  blocked = "no: this CPU has AVX;" if graph.cpu_has_avx() else "no: "
+  machine = cpu.read()
+  assert proc.stdout.startswith(f"CPU: {machine.describe()}\n")
+  assert result["cpu_description"] == machine.describe()
+  blocked = "no: this CPU has AVX;" if machine.has("AVX") else "no: "
   assert f"| float | 1,280 | 1.00x | 1,280 | {blocked}" in proc.stdout
 
 

@@ -10,7 +10,8 @@ def _report(tmp_path):
   export = {"name": "pruned_int8_sparse", "path": str(tmp_path / "tflite" / "p.tflite"),
             "test_accuracy": 0.95, "sparsity": 0.9, "bytes": 82176, "gzip_bytes": 56905,
             "gzip_ratio": 14.67, "latency_ms_best_round": 0.1502, "latency_ms_p50": 0.1657,
-            "disturbed_rounds": 3, "rounds": 50, "speedup": 0.58, "delegate": "builtin",
+            "disturbed_rounds": 3, "rounds": 50, "speedup": 0.58, "speedup_p10": 0.51,
+            "speedup_p90": 0.63, "gate": "ok", "gate_reason": "", "delegate": "builtin",
             "fallback_reason": "XNNPACK failed to prepare: node #8",
             "macs": 2_631_040, "effective_macs": 439_451.0}
   return report.build(
@@ -20,7 +21,9 @@ def _report(tmp_path):
       {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89, "layer_sparsity": {},
        "pruned_layers": ["conv2", "dense1"], "params": 56_714, "macs": 700_000},
       [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "rounds": 50,
-                 "warmup_runs": 20, "reference": "baseline_float32"}, {"prune": 1.0}, str(tmp_path))
+                 "warmup_runs": 20, "reference": "baseline_float32",
+                 "cpu_description": "AMD EPYC (x86_64, 2 cores; AVX, AVX2, FMA; no AVX-512F)"},
+      {"prune": 1.0}, str(tmp_path))
 
 
 def test_build_makes_paths_relative_and_changes_signed(tmp_path):
@@ -34,12 +37,15 @@ def test_build_makes_paths_relative_and_changes_signed(tmp_path):
 
 def test_markdown_rows_and_fallback_note(tmp_path):
   md = report.to_markdown(_report(tmp_path))
-  assert ("| pruned_int8_sparse | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x | 0.1502 "
-          "| 0.1657 | 3/50 | 0.58x | 0.44M of 2.63M | builtin (fallback) |") in md
+  assert ("| pruned_int8_sparse | ok | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x "
+          "| 0.1657 | 0.58x (0.51-0.63) | 0.1502 | 3/50 | 0.44M of 2.63M | builtin (fallback) |"
+          ) in md
+  assert "CPU: AMD EPYC (x86_64, 2 cores; AVX, AVX2, FMA; no AVX-512F). Latency" in md
   r = _report(tmp_path)
   r["exports"].insert(0, dict(r["exports"][0], name="baseline_float32", macs=5_262_080))
   assert "| 0.44M of 2.63M (0.50x) |" in report.to_markdown(r)
-  assert "| pruned (Keras) | 97.10% | +0.30 | 90.00% |" in md
+  assert "| pruned (Keras) | | 97.10% | +0.30 | 90.00% |" in md
+  assert "FAILED" not in md
   assert "- pruned_int8_sparse: XNNPACK failed to prepare: node #8" in md
   assert "(conv2, dense1); over all weights: 89.00%" in md
   assert ("Parameters: baseline 225,034, pruned 56,714 (0.25x); MACs per inference: baseline "
@@ -68,14 +74,44 @@ def test_markdown_says_which_kernels_could_skip_zeros(tmp_path):
   assert "XNNPACK's sparse kernels can, for pruned_float32_sparse." in report.to_markdown(r)
 
 
-def test_markdown_reports_structured_pruning_and_what_was_left_whole(tmp_path):
+def test_a_failed_gate_is_marked_with_its_reason(tmp_path):
   r = _report(tmp_path)
-  r["pruned"]["structured"] = {
-      "rate": 0.5, "criterion": "taylor", "scope": "global",
-      "steps": [{"max_abs_diff_vs_masked": 3e-9}, {"max_abs_diff_vs_masked": 7e-9}],
-      "skipped": {"classifier": "it is the model's output (the classifier is never pruned)"}}
+  r["exports"][0].update(gate="FAILED", gate_reason="test accuracy 12.00% is -84.80 points "
+                         "from Keras' 96.80% (bound 1)")
   md = report.to_markdown(r)
-  assert ("Structured pruning (taylor, global, 2 step(s)) removed 50% of the channels of each "
-          "prunable group; before fine-tuning, the smaller model matched the masked original to "
-          "7.0e-09.") in md
+  assert "| pruned_int8_sparse | FAILED | 95.00% |" in md
+  assert ("- FAILED pruned_int8_sparse: test accuracy 12.00% is -84.80 points from Keras' "
+          "96.80% (bound 1)") in md
+
+
+def _structured(scope, groups):
+  return {"rate": 0.5, "criterion": "taylor", "scope": scope,
+          "steps": [{"max_abs_diff_vs_masked": 3e-9, "groups": groups}],
+          "skipped": {"classifier": "it is the model's output (the classifier is never pruned)"}}
+
+
+def test_structured_pruning_reports_what_was_removed_per_group(tmp_path):
+  r = _report(tmp_path)
+  r["pruned"]["structured"] = _structured("per_layer", {"conv1": [32, 16], "conv2": [64, 32]})
+  md = report.to_markdown(r)
+  assert ("Structured pruning (taylor, per_layer: the same fraction of every prunable group; 1 "
+          "step(s)) removed 48 of 96 channels (50%; asked 50%); before fine-tuning, the smaller "
+          "model matched the masked original to 3.0e-09. Channels kept per group: conv1 16/32, "
+          "conv2 32/64.") in md
   assert "- left whole: classifier: it is the model's output (the classifier is never pruned)" in md
+
+
+def test_global_scope_is_not_described_as_the_same_fraction_per_group(tmp_path):
+  r = _report(tmp_path)
+  r["pruned"]["structured"] = dict(_structured("global", {"conv1": [32, 28], "conv2": [64, 20]}),
+                                   steps=[{"max_abs_diff_vs_masked": 1e-9,
+                                           "groups": {"conv1": [32, 30], "conv2": [64, 40]}},
+                                          {"max_abs_diff_vs_masked": 7e-9,
+                                           "groups": {"conv1": [30, 28], "conv2": [40, 20]}}])
+  md = report.to_markdown(r)
+  assert "the same fraction" not in md and "of each prunable group" not in md
+  assert ("global: one threshold over channel scores normalised by their group's mean, so "
+          "groups lose different fractions; 2 step(s)) removed 48 of 96 channels (50%; asked "
+          "50%)") in md
+  assert "Channels kept per group: conv1 28/32, conv2 20/64." in md
+  assert "matched the masked original to 7.0e-09" in md

@@ -7,6 +7,31 @@ import time
 import pytest
 
 from conftest import REPO, run_cli
+from export import cpu
+
+# Runs pipeline.run with one product function replaced, to inject a fault the tests must see.
+FAULT_WRAPPER = """
+import sys
+sys.path.insert(0, {tests!r})
+{patch}
+from pipeline.run import run
+run()
+"""
+DAMAGE_INT8 = """
+from conftest import damage_int8_scales
+from export import tflite
+_convert = tflite.convert
+def convert(model, fmt, *args, **kwargs):
+  content = _convert(model, fmt, *args, **kwargs)
+  return damage_int8_scales(content) if fmt == "int8" else content
+tflite.convert = convert
+"""
+RAISE_IN_PRUNE = """
+from pipeline import prune
+def broken(*args, **kwargs):
+  raise RuntimeError("simulated failure while pruning")
+prune.prune = broken
+"""
 
 BAD_FLAGS = [
     (["--pruning_rate=1.0"],
@@ -99,19 +124,36 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   names = [e["name"] for e in report["exports"]]
   assert names == ["baseline_float32"] + [f"pruned_{f}{s}" for f in (
       "float32", "float16", "dynamic_int8", "int8") for s in ("", "_sparse")]
+  keras_acc = {"baseline": report["baseline"]["test_accuracy"], "pruned": pruned["test_accuracy"]}
   for e in report["exports"]:
     assert not os.path.isabs(e["path"]) and (wd / e["path"]).stat().st_size == e["bytes"]
-    assert 0 <= e["test_accuracy"] <= 1 and e["latency_ms_p50"] > 0 and e["gzip_bytes"] > 0
-    assert e["delegate"] in ("xnnpack", "builtin")
+    assert e["gate"] == "ok" and e["keras_test_accuracy"] == keras_acc[e["model"]], e["name"]
+    # Each file is measured on every test image against its own Keras model.
+    points = 100 * abs(e["test_accuracy"] - keras_acc[e["model"]])
+    cfg = report["config"]
+    bound = {"float32": 0.1, "float16": cfg["max_float16_accuracy_change"]}.get(
+        e["format"], cfg["max_int8_accuracy_change"])
+    assert points <= bound, e["name"]
     if e["format"] == "float32":
-      assert e["max_abs_diff"] < 1e-4
+      assert e["max_abs_diff"] < 1e-4 and e["top1_agreement"] >= 0.999
+    assert e["speedup_p10"] <= e["speedup"] <= e["speedup_p90"]
   by_name = {e["name"]: e for e in report["exports"]}
   assert by_name["pruned_int8_sparse"]["delegate"] == "builtin"
   assert by_name["pruned_int8_sparse"]["fallback_reason"].startswith("XNNPACK failed")
-  assert by_name["baseline_float32"]["speedup"] == 1.0
   assert by_name["pruned_float32"]["gzip_bytes"] < 0.3 * by_name["baseline_float32"]["gzip_bytes"]
-  for f in ["report.md", "flags.txt", "config.json", "baseline.keras", "pruned.keras"]:
+  assert report["benchmark"]["cpu_description"] == cpu.read().describe()
+  for f in ["report.md", "flags.txt", "config.json", "baseline.keras", "pruned.keras", "log.txt"]:
     assert (wd / f).is_file(), f
+  assert not (tmp_path / "run.incomplete").exists()
+
+  # A person reads one line per stage, in order, then the table; the detail is in log.txt.
+  lines = proc.stderr.splitlines()
+  stages = [l.split()[0] for l in lines if not l.startswith(("WARNING:", "warning:"))]
+  assert stages == ["data", "baseline", "prune", "export", "verify", "benchmark", "report"], lines
+  assert len(lines) < 60 and proc.stdout.startswith("# Pruning report: small_cnn on mnist")
+  log = (wd / "log.txt").read_text()
+  assert "Created TensorFlow Lite XNNPACK delegate" in log  # LiteRT's native chatter.
+  assert "XNNPACK delegate" not in proc.stderr
   assert not [f for f in os.listdir(wd) if f.startswith(".tmp-")]
   assert (wd / "logs" / "prune").is_dir()  # TensorBoard pruning summaries.
 
@@ -149,3 +191,43 @@ def test_help_lists_every_flag_with_text(tmp_path):
                "--dataset"):
     assert f"  {flag}: " in proc.stdout, flag
   assert os.listdir(tmp_path) == []
+
+
+def _run_with_fault(tmp_path, patch, args):
+  script = tmp_path / "faulty_run.py"
+  script.write_text(FAULT_WRAPPER.format(tests=os.path.join(REPO, "tests"), patch=patch))
+  return run_cli(args, cwd=REPO, module=str(script))
+
+
+def test_a_damaged_int8_file_fails_the_run_after_the_report_is_written(tmp_path):
+  wd = tmp_path / "run"
+  proc = _run_with_fault(tmp_path, DAMAGE_INT8, [
+      "--flagfile=configs/smoke.flags", "--export_formats=float32,int8",
+      "--max_int8_accuracy_change=1", f"--workdir={wd}"])
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in proc.stderr
+  assert errors[0].startswith("error: 2 exported file(s) outside their bounds: pruned_int8: "
+                              "test accuracy ")
+  assert "; pruned_int8_sparse: test accuracy " in errors[0] and "(bound 1)" in errors[0]
+  report = json.loads((wd / "report.json").read_text())
+  gates = {e["name"]: e["gate"] for e in report["exports"]}
+  assert gates == {"baseline_float32": "ok", "pruned_float32": "ok",
+                   "pruned_float32_sparse": "ok", "pruned_int8": "FAILED",
+                   "pruned_int8_sparse": "FAILED"}
+  md = (wd / "report.md").read_text()
+  assert "| pruned_int8 | FAILED |" in md and "- FAILED pruned_int8: test accuracy " in md
+
+
+def test_an_exception_in_a_stage_is_one_line_and_the_traceback_is_in_the_log(tmp_path):
+  wd = tmp_path / "run"
+  proc = _run_with_fault(tmp_path, RAISE_IN_PRUNE, ["--flagfile=configs/smoke.flags",
+                                                    f"--workdir={wd}"])
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  log = tmp_path / "run.incomplete" / "log.txt"
+  assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [
+      f"error: prune stage failed: RuntimeError: simulated failure while pruning (traceback in "
+      f"{log}; {wd} was not changed)"]
+  assert "Traceback" not in proc.stderr
+  assert "Traceback (most recent call last)" in log.read_text()
+  assert not wd.exists()
