@@ -152,7 +152,7 @@ def mobilenet_verdict(mb) -> str:
   t = MOBILENET_TARGETS
   return (f"MobileNetV2 half channels: MACs {mb['macs_ratio']:.2f}x against <= "
           f"{t['macs_ratio']}x: {_met(mb['macs_ratio'] <= t['macs_ratio'])}; latency "
-          f"{mb['speedup']:.2f}x lower against >= {t['speedup']}x: "
+          f"{mb['speedup']:.2f}x lower (paired median) against >= {t['speedup']}x: "
           f"{_met(mb['speedup'] >= t['speedup'])}; equals the masked original to "
           f"{mb['max_abs_diff_vs_masked']:.1e} against < {t['max_abs_diff']:.0e}: "
           f"{_met(mb['max_abs_diff_vs_masked'] < t['max_abs_diff'])}.")
