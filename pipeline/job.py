@@ -56,6 +56,10 @@ def preflight(cfg: Config) -> Prepared:
   baseline = None
   if cfg.baseline_path:
     baseline = models_lib.load_baseline(cfg.baseline_path, data.input_shape, data.num_classes)
+  if cfg.structured_rate > 0:
+    structured_lib.check_criterion(
+        baseline or models_lib.build_model(cfg, data.input_shape, data.num_classes),
+        cfg.structured_criterion)
   schedule = prune_lib.schedule_steps(cfg, len(data.x_train)) if cfg.prune else None
   workdir_lib.check(cfg.workdir, cfg.overwrite)
   return Prepared(data, baseline, schedule)

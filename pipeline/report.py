@@ -81,11 +81,11 @@ def to_markdown(report: dict) -> str:
   lines = [
       f"# Pruning report: {report['config']['model']} on {ds['name']}",
       "",
-      f"Data: {ds['source']}; {ds['train_examples']} train, {ds['validation_examples']} "
-      f"validation, {ds['test_examples']} test images (accuracy is on all test images).",
+      f"Data: {ds['source']}; {ds['train_examples']:,} train, {ds['validation_examples']:,} "
+      f"validation, {ds['test_examples']:,} test images (accuracy is on all test images).",
       f"CPU: {bench.get('cpu_description', 'not recorded')}. Latency and speed-ups belong to "
       "this CPU: another one can differ several-fold (README, 'What to expect').",
-      f"Latency: {bench['runs']} invokes after {bench['warmup_runs']} warm-up, "
+      f"Latency: {bench['runs']:,} invokes after {bench['warmup_runs']} warm-up, "
       f"{bench['threads']} thread, LiteRT {bench['delegate']} (builtin kernels where it failed), "
       f"files interleaved in one process in {bench['rounds']} rounds, in an order rotated each "
       f"round. Speed-up: the median over rounds of `{bench['reference']}`'s round median over "
@@ -117,7 +117,7 @@ def to_markdown(report: dict) -> str:
   lines += ["", "Gates (each file against its own Keras model, every test image): float32 "
             "agreement >= 99.9% and outputs within 1e-4; float16 accuracy within "
             f"{report['config']['max_float16_accuracy_change']:g} points; dynamic_int8 and int8 "
-            f"within {report['config']['max_int8_accuracy_change']:g} points."]
+            f"within {report['config']['max_int8_accuracy_change']:g} points of Keras."]
   lines += [f"- FAILED {e['name']}: {e['gate_reason']}" for e in failed]
   fallbacks = [e for e in report["exports"] if e.get("fallback_reason")]
   if fallbacks:

@@ -85,7 +85,10 @@ def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
   acts, grads = {}, {}
   if criterion in ("apoz", "mean_activation", "taylor"):
     names = sorted(set(points.values()))
-    probe = keras.Model(a.model.inputs, [a.model.get_layer(n).output for n in names]
+    # get_output_at(-1): a Sequential model's layers were called again by
+    # surgery.as_functional; their first output belongs to the Sequential's own graph, which
+    # a.model's input does not reach ("Graph disconnected").
+    probe = keras.Model(a.model.inputs, [a.model.get_layer(n).get_output_at(-1) for n in names]
                         + [a.model.output])
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     for start in range(0, len(x), 128):
@@ -124,6 +127,13 @@ def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
           total += np.abs((act * np.concatenate(grads[points[p]])).mean(axis=1)).mean(axis=0)
     out[g.id] = total
   return out
+
+
+def check_criterion(model: keras.Model, criterion: str) -> None:
+  """Raises the ValueError `scores` would, for criteria that need something of the model
+  (bn_gamma: a BatchNormalization after a prunable layer), before any training is spent."""
+  if criterion == "bn_gamma":
+    scores(surgery.analyze(model), criterion, None, None)
 
 
 def select(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], rate: float, scope: str,

@@ -7,7 +7,6 @@ import tf_keras as keras
 from conftest import small_config
 from pipeline import surgery, structured
 
-RNG = np.random.default_rng(0)
 
 
 def _model_with_dead_and_weak_channels():
@@ -33,7 +32,8 @@ def _model_with_dead_and_weak_channels():
 
 @pytest.fixture(scope="module")
 def calibration():
-  return RNG.random((64, 8, 8, 1), np.float32), RNG.integers(0, 3, 64)
+  rng = np.random.default_rng(0)
+  return rng.random((64, 8, 8, 1), np.float32), rng.integers(0, 3, 64)
 
 
 @pytest.mark.parametrize("criterion", structured.CRITERIA)
@@ -88,3 +88,24 @@ def test_prune_structures_in_steps_with_fine_tuning(mnist_small, trained_cnn, tm
   assert result.skipped == {
       "classifier": "it is the model's output (the classifier is never pruned)"}
   assert (tmp_path / "logs" / "structured_2").is_dir()
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "lenet5", "small_cnn_reloaded"])
+def test_every_criterion_scores_the_built_in_sequential_models(name, mnist_small, tmp_path):
+  """Sequential models are rebuilt as functional ones by the analysis; the activation probe
+  must read that graph, not the Sequential's own (which raised 'Graph disconnected')."""
+  from pipeline import data, models  # pylint: disable=g-import-not-at-top
+  model = models.build_model(small_config(model=name.split("_reloaded")[0]), (28, 28, 1), 10)
+  if name.endswith("_reloaded"):
+    model.save(tmp_path / "m.keras")
+    model = keras.models.load_model(tmp_path / "m.keras")
+  a = surgery.analyze(model)
+  x, y = data.scaled(mnist_small.x_train[:64]), mnist_small.y_train[:64]
+  for criterion in structured.CRITERIA:
+    if criterion == "bn_gamma":
+      with pytest.raises(ValueError, match="^--structured_criterion=bn_gamma: no BatchNorm"):
+        structured.scores(a, criterion, x, y)
+      continue
+    s = structured.scores(a, criterion, x, y)
+    assert {g.id: g.size for g in a.prunable()} == {gid: len(v) for gid, v in s.items()}
+    assert all(np.all(np.isfinite(v)) for v in s.values()), criterion
