@@ -5,7 +5,11 @@ import tf_keras as keras
 
 from pipeline import macs, surgery
 
-RNG = np.random.default_rng(0)
+
+
+def _rng(seed=0):
+  """A fresh generator per use: kept channels must not depend on which tests ran before."""
+  return np.random.default_rng(seed)
 
 
 def _randomize_bn(model):
@@ -13,13 +17,15 @@ def _randomize_bn(model):
   for l in model.layers:
     if isinstance(l, keras.layers.BatchNormalization):
       gamma, beta, mean, var = l.get_weights()
-      l.set_weights([RNG.uniform(0.5, 1.5, gamma.shape), RNG.normal(0.5, 0.5, beta.shape),
-                     RNG.normal(0, 1, mean.shape), RNG.uniform(0.5, 2, var.shape)])
+      rng = _rng(len(gamma))
+      l.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0.5, 0.5, beta.shape),
+                     rng.normal(0, 1, mean.shape), rng.uniform(0.5, 2, var.shape)])
   return model
 
 
 def _half(a):
-  return {g.id: np.sort(RNG.permutation(g.size)[:g.size // 2]) for g in a.prunable()}
+  rng = _rng()
+  return {g.id: np.sort(rng.permutation(g.size)[:g.size // 2]) for g in a.prunable()}
 
 
 def _shrink_and_check(model, x):
@@ -52,7 +58,7 @@ def test_every_pattern_in_one_functional_model():
   d2 = keras.layers.Dense(8, activation="relu", name="d3")(g)
   out = keras.layers.Dense(5, name="out")(keras.layers.Concatenate(name="cat2")([d, d2]))
   model = _randomize_bn(keras.Model(inp, out))
-  a, keep, small = _shrink_and_check(model, RNG.random((4, 12, 12, 3), np.float32))
+  a, keep, small = _shrink_and_check(model, _rng().random((4, 12, 12, 3), np.float32))
   producers = sorted(tuple(sorted(g.producers)) for g in a.prunable())
   assert producers == [("c1",), ("d1",), ("d2",), ("d3",), ("sep",), ("y1", "y2")]
   assert a.skipped() == {"out": "it is the model's output (the classifier is never pruned)"}
@@ -71,7 +77,7 @@ def test_sequential_small_cnn_flatten_into_dense():
       keras.layers.MaxPooling2D(name="pool2"), keras.layers.Flatten(name="flatten"),
       keras.layers.Dense(128, activation="relu", name="dense1"),
       keras.layers.Dense(10, activation="softmax", name="classifier")])
-  _, _, small = _shrink_and_check(model, RNG.random((4, 28, 28, 1), np.float32))
+  _, _, small = _shrink_and_check(model, _rng().random((4, 28, 28, 1), np.float32))
   assert [small.get_layer(n).get_weights()[0].shape[-1] for n in ("conv1", "conv2", "dense1")] \
       == [16, 32, 64]
   assert small.get_layer("dense1").get_weights()[0].shape[0] == 5 * 5 * 32
@@ -85,7 +91,7 @@ def test_batchnorm_constant_is_folded_into_the_consumer_bias():
   x = keras.layers.Conv2D(4, 1, use_bias=False, name="c2")(x)  # 1x1: the fold is exact.
   out = keras.layers.Dense(3, name="out")(keras.layers.GlobalAveragePooling2D()(x))
   model = _randomize_bn(keras.Model(inp, out))
-  x_in = RNG.random((4, 8, 8, 2), np.float32)
+  x_in = _rng().random((4, 8, 8, 2), np.float32)
   a = surgery.analyze(model)
   keep = {g.id: np.arange(3) for g in a.prunable() if g.producers == ["c1"]}
   small = surgery.shrink(a, keep)
@@ -123,7 +129,7 @@ def test_unsupported_layers_and_skip_regex_leave_groups_whole():
                          "out": "it is the model's output (the classifier is never pruned)"}
   keep = _half(a)
   small = surgery.shrink(a, keep)
-  assert surgery.max_output_difference(a, keep, small, RNG.random((2, 8, 8, 2), np.float32)) < 1e-5
+  assert surgery.max_output_difference(a, keep, small, _rng().random((2, 8, 8, 2), np.float32)) < 1e-5
   assert small.get_layer("c1").filters == 6 and small.get_layer("d1").units == 5
 
 
@@ -131,7 +137,7 @@ def test_mobilenet_v2_half_channels():
   """A model this project did not define: residual Adds couple the projection convs."""
   model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3),
                                          classes=10)
-  a, keep, small = _shrink_and_check(model, RNG.random((2, 96, 96, 3), np.float32))
+  a, keep, small = _shrink_and_check(model, _rng().random((2, 96, 96, 3), np.float32))
   assert max(len(g.producers) for g in a.prunable()) >= 3  # A block chain joined by Adds.
   assert list(a.skipped()) == ["predictions"]
   assert macs.count(small) <= 0.55 * macs.count(model)
@@ -146,6 +152,6 @@ def test_multiply_couples_its_inputs_like_add():
   x = keras.layers.Conv2D(6, 1, activation="relu", name="mix")(x)
   out = keras.layers.Dense(3, name="out")(keras.layers.GlobalAveragePooling2D()(x))
   model = keras.Model(inp, out)
-  a, keep, small = _shrink_and_check(model, RNG.random((4, 10, 10, 3), np.float32))
+  a, keep, small = _shrink_and_check(model, _rng().random((4, 10, 10, 3), np.float32))
   assert sorted(sorted(g.producers) for g in a.prunable()) == [["gate", "value"], ["mix"]]
   assert small.get_layer("value").filters == small.get_layer("gate").filters == 4
