@@ -13,6 +13,7 @@ replaced only once they are complete.
 import dataclasses
 import json
 import logging as py_logging
+import math
 import os
 
 from absl import flags
@@ -34,7 +35,7 @@ ALL_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 
 def tutorial_config(cfg):
   """The TF-MOT pruning tutorial: every layer, PolynomialDecay 0.5 -> 0.8 over 2 fine-tune
-  epochs ending on the last step, masks every 100 steps, Adam at its default 1e-3."""
+  epochs ending on the last mask update, masks every 100 steps, Adam at its default 1e-3."""
   return dataclasses.replace(cfg, prune=True, pruning_scope="all", initial_sparsity=0.5,
                              pruning_rate=0.8, fine_tune_epochs=2, fine_tune_learning_rate=1e-3,
                              pruning_begin_step=0, pruning_frequency=100, pruning_end_step=None)
@@ -42,14 +43,13 @@ def tutorial_config(cfg):
 
 def recipes(cfg, train_examples, edge_structured_rate, edge_pruning_rate):
   """{model name: (label, Config)} for every pruned row of the table."""
-  from pipeline import prune  # pylint: disable=g-import-not-at-top
   tut = tutorial_config(cfg)
-  total = prune.schedule_steps(dataclasses.replace(tut, pruning_end_step=0),
-                               train_examples).total_steps
-  # TF-MOT updates masks only on steps that are multiples of the frequency (from step 1 on):
-  # in a run of under 100 steps (a smoke test), 100 would never prune.
-  tut = dataclasses.replace(tut, pruning_end_step=total - 1,
-                            pruning_frequency=min(100, max(1, total // 8)))
+  total = math.ceil(train_examples / tut.batch_size) * tut.fine_tune_epochs
+  # The tutorial ends on the last step; TF-MOT reaches the final sparsity only on a mask
+  # update (steps 1..total, every `frequency`), so it ends on the last such update. In a run
+  # of under 100 steps (a smoke test) a frequency of 100 would never prune.
+  freq = min(100, max(1, total // 8))
+  tut = dataclasses.replace(tut, pruning_end_step=total // freq * freq, pruning_frequency=freq)
   ours = dataclasses.replace(cfg, prune=True)
   edge = dataclasses.replace(cfg, prune=True, structured_rate=edge_structured_rate,
                              pruning_rate=edge_pruning_rate)

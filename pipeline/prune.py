@@ -32,8 +32,8 @@ class Schedule:
 
   @property
   def target_epoch(self) -> int:
-    """0-based epoch in which the final sparsity is reached."""
-    return self.end_step // self.steps_per_epoch
+    """0-based epoch in which the final sparsity is reached (steps count from 1)."""
+    return (self.end_step - 1) // self.steps_per_epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,27 +47,42 @@ class PruneResult:
 def schedule_steps(cfg: Config, train_examples: int) -> Schedule:
   """Derives the PolynomialDecay steps from the data size, batch size and fine-tune epochs.
 
-  Unless given, pruning starts at step 0, and reaches its target after the first two thirds
-  of fine-tuning (at least one epoch), leaving the rest to recover accuracy. The end step is
-  a multiple of the frequency past the begin step, since masks change only on those steps.
+  TF-MOT 0.8.1 counts training batches from 1 (UpdatePruningStep sets the step to 0, and each
+  batch increments it before the mask update), updates masks on steps begin <= step <= end
+  with (step - begin) % frequency == 0, and reaches the final sparsity only on an update at
+  exactly `end`. So `end` must be a step that runs (1..total) and lie a multiple of the
+  frequency past `begin`. Unless given, pruning starts at step 0 and reaches its target after
+  the first two thirds of fine-tuning (at least one epoch), leaving the rest to recover.
 
   Raises:
-    ValueError: given steps do not fit in the fine-tuning run.
+    ValueError: the schedule cannot reach its target within the fine-tuning steps; the
+      message names the flags and what would work.
   """
   steps_per_epoch = math.ceil(train_examples / cfg.batch_size)
   total = steps_per_epoch * cfg.fine_tune_epochs
   begin = 0 if cfg.pruning_begin_step is None else cfg.pruning_begin_step
   freq = cfg.pruning_frequency or max(1, min(100, steps_per_epoch // 4))
+  run = (f"{train_examples} training examples with --batch_size={cfg.batch_size} and "
+         f"--fine_tune_epochs={cfg.fine_tune_epochs} give {total} fine-tuning steps (1..{total})")
   if cfg.pruning_end_step is None:
     recovery_epochs = min(cfg.fine_tune_epochs - 1, max(1, cfg.fine_tune_epochs // 3))
-    last = steps_per_epoch * (cfg.fine_tune_epochs - recovery_epochs) - 1
+    last = steps_per_epoch * (cfg.fine_tune_epochs - recovery_epochs)
     end = begin + max(0, (last - begin) // freq * freq)
+    if end < 1 or end > total:
+      raise ValueError(
+          f"--pruning_begin_step={begin} and --pruning_frequency={freq}: {run}, and no mask "
+          f"update (step {begin} plus a multiple of {freq}, from step 1 on) falls in them; "
+          "lower --pruning_begin_step or --pruning_frequency, or raise --fine_tune_epochs")
   else:
     end = cfg.pruning_end_step
-  if not 0 <= begin <= end < total:
-    raise ValueError(
-        f"--pruning_begin_step={begin} and --pruning_end_step={end}: need 0 <= begin <= end < "
-        f"{total} (the fine-tuning steps: {cfg.fine_tune_epochs} epochs x {steps_per_epoch})")
+    if not 1 <= end <= total:
+      raise ValueError(f"--pruning_end_step={end}: {run}; the target is reached only on a "
+                       f"step that runs, so it must be in 1..{total}")
+    if end < begin or (end - begin) % freq:
+      raise ValueError(
+          f"--pruning_end_step={end}: masks update on steps --pruning_begin_step={begin} plus "
+          f"multiples of --pruning_frequency={freq}, so the last update before it falls short "
+          f"of the target; use {begin + max(0, end - begin) // freq * freq or begin + freq}")
   return Schedule(begin, end, freq, steps_per_epoch, total)
 
 
@@ -154,9 +169,9 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
                  tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)])
   stripped = strip(wrapped, data.x_test[:256])
   reached = sparsity_lib.summarize(stripped, names)["sparsity"]
-  if abs(reached - cfg.pruning_rate) > 0.01:
-    logging.warning("Reached %.1f%% sparsity, not the %.1f%% asked for: the schedule (steps %d..%d "
-                    "every %d) did not finish within the %d fine-tuning steps.", 100 * reached,
-                    100 * cfg.pruning_rate, schedule.begin_step, schedule.end_step,
-                    schedule.frequency, schedule.total_steps)
+  if abs(reached - cfg.pruning_rate) > 0.01:  # Never report a sparsity that was not reached.
+    raise RuntimeError(f"reached {100 * reached:.1f}% sparsity, not the "
+                       f"{100 * cfg.pruning_rate:.1f}% asked for (schedule steps "
+                       f"{schedule.begin_step}..{schedule.end_step} every {schedule.frequency} "
+                       f"of {schedule.total_steps})")
   return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result)

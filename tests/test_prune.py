@@ -1,5 +1,7 @@
 """Tests for pipeline/prune.py: schedule derivation, layer choice, sparsity reached, strip."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,28 +11,60 @@ from pipeline import prune, sparsity
 
 def test_schedule_reaches_target_with_epochs_left_to_recover():
   cfg = small_config(fine_tune_epochs=6, batch_size=128)
-  s = prune.schedule_steps(cfg, train_examples=3600)  # 29 steps an epoch.
+  s = prune.schedule_steps(cfg, train_examples=3600)  # 29 steps an epoch, steps 1..174.
   assert s.steps_per_epoch == 29 and s.total_steps == 174
-  assert s.begin_step == 0 and s.frequency == 7
-  assert (s.end_step - s.begin_step) % s.frequency == 0  # Masks update on the end step itself.
+  assert (s.begin_step, s.frequency, s.end_step) == (0, 7, 112)  # A mask update at 112.
   assert s.target_epoch == 3  # Epochs 5 and 6 recover at full sparsity.
-  assert s.end_step < 4 * 29
 
 
 def test_schedule_single_epoch_and_given_steps():
   s = prune.schedule_steps(small_config(fine_tune_epochs=1), train_examples=1000)
-  assert s.end_step < s.total_steps == 8
-  s = prune.schedule_steps(small_config(pruning_begin_step=3, pruning_end_step=10,
+  assert s.end_step == s.total_steps == 8 and s.target_epoch == 0
+  s = prune.schedule_steps(small_config(pruning_begin_step=3, pruning_end_step=11,
                                         pruning_frequency=2), 1000)
-  assert (s.begin_step, s.end_step, s.frequency) == (3, 10, 2)
+  assert (s.begin_step, s.end_step, s.frequency) == (3, 11, 2)
 
 
-def test_schedule_end_past_training_is_refused():
-  cfg = small_config(fine_tune_epochs=2, pruning_end_step=500)
+@pytest.mark.parametrize("overrides,message", [
+    (dict(pruning_end_step=500),
+     "--pruning_end_step=500: 1280 training examples with --batch_size=128 and "
+     "--fine_tune_epochs=2 give 20 fine-tuning steps (1..20); the target is reached only on a "
+     "step that runs, so it must be in 1..20"),
+    (dict(pruning_end_step=0),
+     "--pruning_end_step=0: 1280 training examples with --batch_size=128 and "
+     "--fine_tune_epochs=2 give 20 fine-tuning steps (1..20); the target is reached only on a "
+     "step that runs, so it must be in 1..20"),
+    (dict(pruning_begin_step=3, pruning_end_step=10, pruning_frequency=2),
+     "--pruning_end_step=10: masks update on steps --pruning_begin_step=3 plus multiples of "
+     "--pruning_frequency=2, so the last update before it falls short of the target; use 9"),
+    (dict(pruning_begin_step=25, pruning_frequency=4),
+     "--pruning_begin_step=25 and --pruning_frequency=4: 1280 training examples with "
+     "--batch_size=128 and --fine_tune_epochs=2 give 20 fine-tuning steps (1..20), and no mask "
+     "update (step 25 plus a multiple of 4, from step 1 on) falls in them; lower "
+     "--pruning_begin_step or --pruning_frequency, or raise --fine_tune_epochs"),
+    (dict(pruning_frequency=40),
+     "--pruning_begin_step=0 and --pruning_frequency=40: 1280 training examples with "
+     "--batch_size=128 and --fine_tune_epochs=2 give 20 fine-tuning steps (1..20), and no mask "
+     "update (step 0 plus a multiple of 40, from step 1 on) falls in them; lower "
+     "--pruning_begin_step or --pruning_frequency, or raise --fine_tune_epochs"),
+])
+def test_schedules_that_cannot_reach_the_target_are_refused(overrides, message):
   with pytest.raises(ValueError) as e:
-    prune.schedule_steps(cfg, train_examples=1280)
-  assert str(e.value) == ("--pruning_begin_step=0 and --pruning_end_step=500: need 0 <= begin "
-                          "<= end < 20 (the fine-tuning steps: 2 epochs x 10)")
+    prune.schedule_steps(small_config(fine_tune_epochs=2, **overrides), train_examples=1280)
+  assert str(e.value) == message
+
+
+def test_one_step_an_epoch_still_reaches_the_target(trained_cnn, mnist_small, tmp_path):
+  """45 training images in batches of 128 (--max_train_examples=50): 2 steps in all. The old
+  0-based derivation ended on step 0, which never runs, and left the model dense."""
+  tiny = dataclasses.replace(mnist_small, x_train=mnist_small.x_train[:45],
+                             y_train=mnist_small.y_train[:45])
+  cfg = small_config(prune=True, pruning_rate=0.5, fine_tune_epochs=2, batch_size=128)
+  s = prune.schedule_steps(cfg, 45)
+  assert (s.total_steps, s.end_step, s.frequency) == (2, 1, 1)
+  result = prune.prune(trained_cnn, tiny, cfg, str(tmp_path), s)
+  assert sparsity.summarize(result.model, result.pruned_layers)["sparsity"] == pytest.approx(
+      0.5, abs=0.01)
 
 
 def test_prunable_layers_scopes(trained_cnn):
