@@ -121,14 +121,14 @@ class Console:
     return progress, bar
 
 
-def epoch_bar(console: Console, epochs: int, desc: str):
+def epoch_bar(console: Console, desc: str):
   """A tf_keras callback showing one bar per fit (epochs, loss, validation accuracy)."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
   class EpochBar(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
-      self.bar = console.bar(epochs, desc, "epoch")
+      self.bar = console.bar(self.params.get("epochs") or 0, desc, "epoch")
 
     def on_epoch_end(self, epoch, logs=None):
       logs = logs or {}

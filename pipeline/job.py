@@ -79,7 +79,8 @@ def baseline_stage(cfg: Config, prep: Prepared, wd: str, con: console_lib.Consol
       info["summary"] = f"loaded {cfg.baseline_path}"
     else:
       baseline = models_lib.build_model(cfg, prep.data.input_shape, prep.data.num_classes)
-      fit = train_lib.train_baseline(baseline, prep.data, cfg, wd)
+      fit = train_lib.train_baseline(baseline, prep.data, cfg, wd,
+                                     [console_lib.epoch_bar(con, "baseline")])
       info["summary"] = (f"{cfg.model}, kept epoch {fit.best_epoch} of {cfg.epochs} "
                          f"(validation accuracy {fit.best_val_accuracy:.2%})")
     workdir_lib.save_keras(baseline, os.path.join(wd, "baseline.keras"))
@@ -97,7 +98,8 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
   final, row, pruned_layers = baseline, {}, []
   if cfg.structured_rate > 0:
     with con.stage("structured", seconds) as info:
-      structured = structured_lib.prune_structures(baseline, data, cfg, wd)
+      structured = structured_lib.prune_structures(baseline, data, cfg, wd,
+                                                   [console_lib.epoch_bar(con, "structured")])
       info["summary"] = (f"{cfg.structured_criterion}, {cfg.structured_scope}: parameters "
                          f"{structured.params_before:,} -> {structured.params_after:,}, MACs "
                          f"{structured.macs_after / structured.macs_before:.2f}x")
@@ -108,7 +110,8 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
         "skipped": structured.skipped}
   if cfg.prune:
     with con.stage("prune", seconds) as info:
-      result = prune_lib.prune(final, data, cfg, wd, schedule)
+      result = prune_lib.prune(final, data, cfg, wd, schedule,
+                               [console_lib.epoch_bar(con, "prune")])
       reached = sparsity_lib.summarize(result.model, result.pruned_layers)["sparsity"]
       info["summary"] = (f"TF-MOT PolynomialDecay to {reached:.1%} sparsity on "
                          f"{', '.join(result.pruned_layers)}, kept epoch {result.fit.best_epoch}")

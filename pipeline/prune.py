@@ -7,10 +7,7 @@ from typing import List, Optional
 
 from absl import logging
 import numpy as np
-import tensorflow_model_optimization as tfmot
-# Not in tfmot's public API: the layers prune_low_magnitude accepts, and its wrapper class.
-from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+import tensorflow_model_optimization as tfmot  # Public API only (tfmot.sparsity.keras).
 
 from pipeline import data as data_lib
 from pipeline import sparsity as sparsity_lib
@@ -19,7 +16,8 @@ from pipeline.config import Config
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
-_PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
+# Variables prune_low_magnitude adds to a layer; strip_pruning removes them with the wrapper.
+_WRAPPER_VARIABLES = ("/mask:", "/threshold:", "/pruning_step:")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +91,22 @@ def prunable_layers(model: keras.Model, scope: str) -> List[str]:
   weights and sees raw pixels, and the classifier); "all" prunes every one, as the TF-MOT
   tutorial does.
   """
-  names = [l.name for l in model.layers
-           if sparsity_lib.kernel_of(l) is not None and prune_registry.PruneRegistry.supports(l)]
+  names = [l.name for l in model.layers if sparsity_lib.kernel_of(l) is not None and _prunable(l)]
   if scope == "inner" and len(names) > 2:
     names = names[1:-1]
   elif scope not in ("inner", "all"):
     raise ValueError(f"pruning scope={scope}: unknown; valid: inner, all")
   return names
+
+
+def _prunable(layer: keras.layers.Layer) -> bool:
+  """Whether prune_low_magnitude accepts the layer: it raises ValueError for those it does not
+  (TF-MOT's registry of supported layers, or a PrunableLayer). Wraps an unbuilt copy."""
+  try:
+    tfmot.sparsity.keras.prune_low_magnitude(layer.__class__.from_config(layer.get_config()))
+  except ValueError:
+    return False
+  return True
 
 
 def _wrap(model: keras.Model, names: List[str], schedule: Schedule, cfg: Config) -> keras.Model:
@@ -108,17 +115,14 @@ def _wrap(model: keras.Model, names: List[str], schedule: Schedule, cfg: Config)
       initial_sparsity=cfg.initial_sparsity, final_sparsity=cfg.pruning_rate,
       begin_step=schedule.begin_step, end_step=schedule.end_step, frequency=schedule.frequency)
 
-  def clone(layer):
-    # A fresh layer: wrapping `layer` itself would share, and so fine-tune, the baseline's weights.
-    fresh = layer.__class__.from_config(layer.get_config())
-    if layer.name in names:
-      return tfmot.sparsity.keras.prune_low_magnitude(fresh, pruning_schedule=decay)
-    return fresh
-
-  wrapped = keras.models.clone_model(model, clone_function=clone)
-  for new, old in zip(wrapped.layers, model.layers):
-    (new.layer if isinstance(new, _PruneLowMagnitude) else new).set_weights(old.get_weights())
-  return wrapped
+  # Wrap the layers of a throwaway copy, as the TF-MOT guide does with clone_model: the
+  # wrappers share the copy's weights, never the baseline's.
+  copy = keras.models.clone_model(model)
+  copy.set_weights(model.get_weights())
+  return keras.models.clone_model(
+      copy, clone_function=lambda layer: (
+          tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decay)
+          if layer.name in names else layer))
 
 
 def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
@@ -128,9 +132,9 @@ def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
     RuntimeError: a wrapper survived or the stripped model predicts differently.
   """
   stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-  left = [l.name for l in stripped.layers if isinstance(l, _PruneLowMagnitude)]
+  left = [v.name for v in stripped.variables if any(w in v.name for w in _WRAPPER_VARIABLES)]
   if left:
-    raise RuntimeError(f"strip_pruning left pruning wrappers on {left}")
+    raise RuntimeError(f"strip_pruning left pruning variables: {left}")
   x = data_lib.scaled(check_images)
   diff = float(np.max(np.abs(pruned.predict(x, verbose=0) - stripped.predict(x, verbose=0))))
   if diff > 1e-6:
@@ -139,7 +143,7 @@ def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
 
 
 def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
-          schedule: Optional[Schedule] = None) -> PruneResult:
+          schedule: Optional[Schedule] = None, callbacks=()) -> PruneResult:
   """Prunes a trained model to `cfg.pruning_rate` sparsity and fine-tunes it.
 
   Args:
@@ -149,6 +153,7 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
     cfg: uses the pruning_* and fine_tune_* fields, batch_size, seed and verbose.
     workdir: TensorBoard logs (with per-layer sparsity) go to workdir/logs/prune.
     schedule: overrides the derived schedule_steps(cfg, ...).
+    callbacks: more tf_keras callbacks for fine-tuning (a progress bar).
 
   Returns:
     A PruneResult whose model is stripped of pruning wrappers.
@@ -166,7 +171,7 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
       learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed, log_dir=log_dir,
       verbose=cfg.verbose, first_best_epoch=schedule.target_epoch,
       callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
-                 tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir)])
+                 tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir), *callbacks])
   stripped = strip(wrapped, data.x_test[:256])
   reached = sparsity_lib.summarize(stripped, names)["sparsity"]
   if abs(reached - cfg.pruning_rate) > 0.01:  # Never report a sparsity that was not reached.

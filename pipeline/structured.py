@@ -166,11 +166,12 @@ def select(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], rate: float
 
 
 def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
-                     workdir: str) -> StructuredResult:
+                     workdir: str, callbacks=()) -> StructuredResult:
   """Removes `cfg.structured_rate` of the channels in `cfg.structured_steps` steps.
 
   Each step scores the channels, rebuilds a smaller model, checks that it equals the masked
-  original before any fine-tuning, then fine-tunes it (fine_tune_epochs split over the steps).
+  original before any fine-tuning, then fine-tunes it (fine_tune_epochs split over the steps,
+  with `callbacks`, e.g. a progress bar).
 
   Raises:
     RuntimeError: the shrunken model differs from the masked original (a surgery bug).
@@ -203,7 +204,7 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     train_lib.fit(small, data, epochs=epochs, batch_size=cfg.batch_size,
                   learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed + step,
                   log_dir=os.path.join(workdir, "logs", f"structured_{step + 1}"),
-                  verbose=cfg.verbose)
+                  verbose=cfg.verbose, callbacks=callbacks)
     current = small
   for producer, reason in sorted(skipped.items()):
     logging.info("Structured: left %s whole: %s.", producer, reason)

@@ -20,29 +20,6 @@ class FitResult:
   history: dict
 
 
-class KeepBest(keras.callbacks.Callback):
-  """Restores the weights of the epoch with the best validation accuracy when training ends.
-
-  Keras' EarlyStopping restores only when it stops early; this always does. Epochs before
-  `first_epoch` (0-based) are not candidates: while pruning ramps up, the sparsity target is
-  not yet met, so those weights are not a valid result.
-  """
-
-  def __init__(self, first_epoch: int = 0):
-    super().__init__()
-    self.first_epoch = first_epoch
-    self.best_epoch, self.best, self.weights = -1, -np.inf, None
-
-  def on_epoch_end(self, epoch, logs=None):
-    acc = (logs or {}).get("val_accuracy")
-    if epoch >= self.first_epoch and acc is not None and acc > self.best:
-      self.best_epoch, self.best, self.weights = epoch, acc, self.model.get_weights()
-
-  def on_train_end(self, logs=None):
-    if self.weights is not None:
-      self.model.set_weights(self.weights)
-
-
 def compile_model(model: keras.Model, learning_rate: float) -> None:
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -54,17 +31,25 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
         ) -> FitResult:
   """Compiles and fits `model` on the training split, validating on the validation split.
 
-  The model's weights end at its best epoch (by validation accuracy) from `first_best_epoch` on.
+  The model's weights end at its best epoch (by validation accuracy) from `first_best_epoch`
+  (0-based) on: while pruning ramps up, the sparsity target is not yet met, so earlier
+  weights are not a valid result. tf_keras' EarlyStopping with patience=epochs never stops
+  early and restores the best weights when training ends (tf_keras >= 2.13 restores whether
+  or not it stopped; tests/test_train.py checks it).
   """
   compile_model(model, learning_rate)
-  keep = KeepBest(first_best_epoch)
+  keep = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs,
+                                       restore_best_weights=True,
+                                       start_from_epoch=first_best_epoch)
   train = data_lib.as_tf_dataset(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
   val = data_lib.as_tf_dataset(data.x_val, data.y_val, 512, shuffle=False)
   hist = model.fit(train, validation_data=val, epochs=epochs, verbose=verbose,
                    callbacks=[*callbacks, keras.callbacks.TensorBoard(log_dir=log_dir), keep])
-  best = keep.best_epoch + 1
-  logging.info("Kept epoch %d of %d (validation accuracy %.4f).", best, epochs, keep.best)
-  return FitResult(best_epoch=best, best_val_accuracy=float(keep.best),
+  qualified = keep.best_weights is not None
+  best = keep.best_epoch + 1 if qualified else 0
+  best_acc = float(keep.best) if qualified else float("nan")
+  logging.info("Kept epoch %d of %d (validation accuracy %.4f).", best, epochs, best_acc)
+  return FitResult(best_epoch=best, best_val_accuracy=best_acc,
                    history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
 
 
@@ -74,8 +59,8 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.argmax(probs, axis=-1) == y))
 
 
-def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config,
-                   workdir: str) -> FitResult:
+def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
+                   callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
   """Trains the baseline in place for `cfg.epochs`, keeping its best epoch.
 
   Args:
@@ -83,6 +68,7 @@ def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     data: the dataset.
     cfg: uses epochs, batch_size, learning_rate, seed and verbose.
     workdir: TensorBoard logs go to workdir/logs/baseline.
+    callbacks: more tf_keras callbacks (a progress bar).
 
   Returns:
     The FitResult (best epoch, its validation accuracy, per-epoch history).
@@ -91,4 +77,5 @@ def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config,
   logging.info("Training the baseline %s for %d epochs.", model.name, cfg.epochs)
   return fit(model, data, epochs=cfg.epochs, batch_size=cfg.batch_size,
              learning_rate=cfg.learning_rate, seed=cfg.seed,
-             log_dir=os.path.join(workdir, "logs", "baseline"), verbose=cfg.verbose)
+             log_dir=os.path.join(workdir, "logs", "baseline"), verbose=cfg.verbose,
+             callbacks=callbacks)

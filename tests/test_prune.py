@@ -1,11 +1,13 @@
 """Tests for pipeline/prune.py: schedule derivation, layer choice, sparsity reached, strip."""
 
 import dataclasses
+import pathlib
 
 import numpy as np
 import pytest
+import tf_keras as keras
 
-from conftest import small_config
+from conftest import REPO, small_config
 from pipeline import prune, sparsity
 
 
@@ -91,3 +93,28 @@ def test_prune_reaches_target_and_leaves_baseline_alone(trained_cnn, mnist_small
   for b, a in zip(before, trained_cnn.get_weights()):
     np.testing.assert_array_equal(a, b)  # Fine-tuning a copy, never the baseline.
   assert (tmp_path / "logs" / "prune").is_dir()
+
+
+class _Scaled(keras.layers.Layer):
+  """A custom layer with a kernel that TF-MOT's registry does not know."""
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight("kernel", (input_shape[-1],))
+
+  def call(self, x):
+    return x * self.kernel
+
+
+def test_prunable_layers_leave_out_what_prune_low_magnitude_refuses():
+  inputs = keras.Input((8,))
+  x = _Scaled(name="custom")(inputs)
+  x = keras.layers.Dense(4, name="dense")(x)
+  model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+  assert prune.prunable_layers(model, "all") == ["dense", "out"]
+
+
+def test_only_tfmot_public_api_is_used():
+  # A private import breaks silently on a TF-MOT upgrade; the public API does all we need.
+  for root in ("pipeline", "export", "benchmarks"):
+    for path in pathlib.Path(REPO, root).glob("*.py"):
+      assert "tensorflow_model_optimization.python" not in path.read_text(), path

@@ -1,6 +1,7 @@
 """Tests for pipeline/train.py: the best epoch is the one kept."""
 
 import numpy as np
+import tf_keras as keras
 
 from conftest import small_config
 from pipeline import models, train
@@ -16,6 +17,26 @@ def test_fit_keeps_best_epoch_weights(mnist_small, tmp_path):
   # The model holds the best epoch's weights, not the last epoch's.
   assert abs(train.evaluate(model, mnist_small.x_val, mnist_small.y_val) - max(val_acc)) < 1e-6
   assert (tmp_path / "logs" / "baseline" / "train").is_dir()  # TensorBoard curves.
+
+
+class _ZeroWeightsBeforeLastEpoch(keras.callbacks.Callback):
+  """Ruins the last epoch (all weights zero: ReLUs die, accuracy falls to chance)."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == self.params["epochs"] - 1:
+      self.model.set_weights([np.zeros_like(w) for w in self.model.get_weights()])
+
+
+def test_best_weights_restored_when_training_ends_without_stopping(mnist_small, tmp_path):
+  # EarlyStopping restores only on stopping in some Keras versions; fit() relies on it
+  # restoring at the end of training. A ruined last epoch shows which weights are kept.
+  cfg = small_config()
+  model = models.build_model(cfg, mnist_small.input_shape, 10)
+  result = train.fit(model, mnist_small, epochs=3, batch_size=64, learning_rate=2e-3, seed=0,
+                     log_dir=str(tmp_path), verbose=0, callbacks=[_ZeroWeightsBeforeLastEpoch()])
+  val_acc = result.history["val_accuracy"]
+  assert val_acc[-1] < max(val_acc[:-1]) and result.best_epoch < 3
+  assert abs(train.evaluate(model, mnist_small.x_val, mnist_small.y_val) - max(val_acc)) < 1e-6
 
 
 def test_keep_best_ignores_epochs_before_first(mnist_small, tmp_path):
