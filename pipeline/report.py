@@ -116,8 +116,8 @@ def to_markdown(report: dict) -> str:
   failed = [e for e in report["exports"] if e["gate"] != "ok"]
   lines += ["", "Gates (each file against its own Keras model, every test image): float32 "
             "agreement >= 99.9% and outputs within 1e-4; float16 accuracy within "
-            f"{report['config']['max_float16_accuracy_change']:g} points; dynamic_int8 and int8 "
-            f"within {report['config']['max_int8_accuracy_change']:g} points of Keras."]
+            f"{report['config']['max_float16_accuracy_change']:.1f} points; dynamic_int8 and "
+            f"int8 within {report['config']['max_int8_accuracy_change']:.1f} points of Keras."]
   lines += [f"- FAILED {e['name']}: {e['gate_reason']}" for e in failed]
   fallbacks = [e for e in report["exports"] if e.get("fallback_reason")]
   if fallbacks:
