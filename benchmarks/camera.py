@@ -38,17 +38,29 @@ def summarize(report: dict) -> str:
                 f"{e['speedup_p90']:.2f}) | {e.get('input_spec', '')} |")
   f32 = next(e for e in report["exports"] if e["name"] == "pruned_float32")
   macs = pruned["macs"] / base["macs"]
-  drop = 100 * (base["test_accuracy"] - pruned["test_accuracy"])
+  # The targets are for structured 40%: its own accuracy, before the 80% sparsity on top.
+  if "test_accuracy" not in st:
+    raise ValueError("this report predates the structured stage's own test accuracy; re-run")
+  after_structured = st["test_accuracy"]
+  drop = 100 * (base["test_accuracy"] - after_structured)
   met = lambda ok: "met" if ok else "NOT met"  # pylint: disable=unnecessary-lambda-assignment
   rows += ["", f"CPU: {report['benchmark'].get('cpu_description', '?')}. Baseline "
-           f"{100 * base['test_accuracy']:.2f}% (kept epoch {base.get('best_epoch')}); pruned "
-           f"{100 * pruned['test_accuracy']:.2f}%; fold {st.get('fold')} "
+           f"{100 * base['test_accuracy']:.2f}%"
+           + (f" (kept epoch {base['best_epoch']})" if base.get("best_epoch") else "") + "; "
+           f"{100 * after_structured:.2f}% after structured pruning, "
+           f"{100 * pruned['test_accuracy']:.2f}% at the end; fold {st.get('fold')} "
            f"({st.get('fold_reason', '')}).",
            f"- MACs {macs:.2f}x against <= {TARGETS['macs_ratio']}x: "
            f"{met(macs <= TARGETS['macs_ratio'])}.",
-           f"- float32 latency {f32['speedup']:.2f}x lower (paired) against >= "
+           f"- float32 latency {f32['speedup']:.2f}x lower (paired; "
+           + ("no kernel on this CPU skips the zeros of unstructured pruning, so this is the "
+              "structured model's speed" if f32.get("sparse_kernel_blockers") else
+              "XNNPACK's sparse kernels may add to the structured model's speed here")
+           + f") against >= "
            f"{TARGETS['float32_speedup']}x: {met(f32['speedup'] >= TARGETS['float32_speedup'])}.",
-           f"- accuracy {-drop:+.2f} points against >= -{TARGETS['accuracy_points']}: "
+           f"- accuracy after structured pruning (and its extra fine-tune epochs: compare "
+           f"like with like) {-drop:+.2f} points against >= "
+           f"-{TARGETS['accuracy_points']}: "
            f"{met(drop <= TARGETS['accuracy_points'])}.",
            f"- expansion layers pruned: {len(expand_pruned)} of {len(expand)}: "
            f"{met(expand and len(expand_pruned) == len(expand))}."]
@@ -62,7 +74,10 @@ def main():
   args = parser.parse_args()
   if args.from_report:
     with open(args.from_report) as f:
-      print(summarize(json.load(f)), end="")
+      try:
+        print(summarize(json.load(f)), end="")
+      except ValueError as e:
+        sys.exit(f"error: {args.from_report}: {e}")
     return
   from benchmarks import shapes  # pylint: disable=g-import-not-at-top
   root = tempfile.mkdtemp(prefix="camera-")

@@ -46,6 +46,7 @@ class Config:
   pruning_end_step: Optional[int] = None
   pruning_frequency: Optional[int] = None
   pruning_scope: str = "inner"
+  layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4
 
@@ -54,6 +55,7 @@ class Config:
   structured_criterion: str = "l1"
   structured_scope: str = "per_layer"
   min_channels: int = 4  # No layer keeps fewer channels than this.
+  channel_multiple: int = 8  # Kept channels rounded to a multiple of this (see rounding.py).
   structured_steps: int = 1
   structured_skip_layers: str = ""  # Regex of producer layer names left whole.
   structured_fold: str = "auto"  # exact, approximate, or auto (see structured.choose_fold).

@@ -54,6 +54,9 @@ def preflight(cfg: Config) -> Prepared:
   Raises:
     ValueError: with a one-line message naming the flag and value at fault.
   """
+  if cfg.layer_rates and not cfg.prune:
+    raise ValueError(f"--layer_rates={cfg.layer_rates}: sets TF-MOT's per-layer rates, so it "
+                     "needs --prune")
   data = data_lib.load_dataset(cfg)
   if cfg.baseline_path:
     baseline, fresh = safe_load.load_baseline(cfg.baseline_path, data.input_shape,
@@ -62,7 +65,11 @@ def preflight(cfg: Config) -> Prepared:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
   if cfg.structured_rate > 0:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
-  schedule = prune_lib.schedule_steps(cfg, len(data.train)) if cfg.prune else None
+  schedule = None
+  if cfg.prune:
+    schedule = prune_lib.schedule_steps(cfg, len(data.train))
+    if cfg.layer_rates:  # A bad --layer_rates fails before any training.
+      prune_lib.rates_of(baseline or fresh, cfg)
   workdir_lib.check(cfg.workdir, cfg.overwrite)
   return Prepared(data, baseline, fresh, schedule)
 
@@ -110,7 +117,10 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
         "rate": cfg.structured_rate, "criterion": cfg.structured_criterion,
         "scope": cfg.structured_scope, "steps": structured.steps,
         "skipped": structured.skipped, "fold": structured.fold,
-        "fold_reason": structured.fold_reason}
+        "channel_multiple": cfg.channel_multiple,
+        "fold_reason": structured.fold_reason,
+        # Reported only (nothing is chosen by it): what the structured stage alone kept.
+        "test_accuracy": train_lib.evaluate(final, data.test)}
   if cfg.prune:
     with con.stage("prune", seconds) as info:
       result = prune_lib.prune(final, data, cfg, wd, schedule,
@@ -123,6 +133,7 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
                          f"epoch {result.fit.best_epoch}")
     final, pruned_layers = result.model, result.pruned_layers
     row.update(best_epoch=result.fit.best_epoch, val_accuracy=result.fit.best_val_accuracy,
+               layer_rates=result.layer_rates,
                schedule=dataclasses.asdict(result.schedule))
   return final, row, pruned_layers
 

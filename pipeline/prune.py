@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -11,6 +11,7 @@ import tensorflow_model_optimization as tfmot  # Public API only (tfmot.sparsity
 
 from pipeline import augment as augment_lib
 from pipeline import data as data_lib
+from pipeline import layer_rates
 from pipeline import sparsity as sparsity_lib
 from pipeline import train as train_lib
 from pipeline.config import Config
@@ -41,6 +42,7 @@ class PruneResult:
   pruned_layers: List[str]
   schedule: Schedule
   fit: train_lib.FitResult
+  layer_rates: Dict[str, float] = dataclasses.field(default_factory=dict)  # Asked, per layer.
 
 
 def schedule_steps(cfg: Config, train_examples: int) -> Schedule:
@@ -113,11 +115,30 @@ def _prunable(layer: keras.layers.Layer) -> bool:
   return bool(wrapper.prunable_weights)
 
 
-def _wrap(model: keras.Model, names: List[str], schedule: Schedule, cfg: Config) -> keras.Model:
-  """A copy of `model` with `names` wrapped for pruning; `model` itself is left untouched."""
-  decay = tfmot.sparsity.keras.PolynomialDecay(
-      initial_sparsity=cfg.initial_sparsity, final_sparsity=cfg.pruning_rate,
+def rates_of(model: keras.Model, cfg: Config) -> Dict[str, float]:
+  """{layer: final sparsity} for every layer to prune: --pruning_rate, or --layer_rates.
+
+  Raises:
+    ValueError: a --layer_rates entry that cannot be parsed or matches no pruned layer.
+  """
+  names = prunable_layers(model, cfg.pruning_scope)
+  rates = layer_rates.resolve(layer_rates.parse(cfg.layer_rates), names, cfg.pruning_rate,
+                              cfg.layer_rates)
+  rates = {n: r for n, r in rates.items() if r > 0}
+  if not rates:
+    raise ValueError(f"--layer_rates={cfg.layer_rates}: leaves no layer to prune; drop --prune "
+                     "for a dense model")
+  return rates
+
+
+def _wrap(model: keras.Model, rates: Dict[str, float], schedule: Schedule,
+          cfg: Config) -> keras.Model:
+  """A copy of `model` with the layers of `rates` wrapped for pruning, each under its own
+  PolynomialDecay to its rate; `model` itself is left untouched."""
+  decays = {n: tfmot.sparsity.keras.PolynomialDecay(
+      initial_sparsity=min(cfg.initial_sparsity, r), final_sparsity=r,
       begin_step=schedule.begin_step, end_step=schedule.end_step, frequency=schedule.frequency)
+            for n, r in rates.items()}
 
   # Wrap the layers of a throwaway copy, as the TF-MOT guide does with clone_model: the
   # wrappers share the copy's weights, never the baseline's.
@@ -125,8 +146,8 @@ def _wrap(model: keras.Model, names: List[str], schedule: Schedule, cfg: Config)
   copy.set_weights(model.get_weights())
   return keras.models.clone_model(
       copy, clone_function=lambda layer: (
-          tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decay)
-          if layer.name in names else layer))
+          tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decays[layer.name])
+          if layer.name in decays else layer))
 
 
 def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
@@ -148,7 +169,8 @@ def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
 
 def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
           schedule: Optional[Schedule] = None, callbacks=()) -> PruneResult:
-  """Prunes a trained model to `cfg.pruning_rate` sparsity and fine-tunes it.
+  """Prunes a trained model to `cfg.pruning_rate` sparsity (per layer: `cfg.layer_rates`)
+  and fine-tunes it.
 
   Args:
     model: the trained baseline; it is not modified.
@@ -163,12 +185,14 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
     A PruneResult whose model is stripped of pruning wrappers.
   """
   schedule = schedule or schedule_steps(cfg, len(data.train))
-  names = prunable_layers(model, cfg.pruning_scope)
-  logging.info("Pruning %s to %.0f%% sparsity: steps %d..%d every %d (%d steps/epoch, %d epochs).",
-               ", ".join(names), 100 * cfg.pruning_rate, schedule.begin_step, schedule.end_step,
-               schedule.frequency, schedule.steps_per_epoch, cfg.fine_tune_epochs)
+  rates = rates_of(model, cfg)
+  names = list(rates)
+  logging.info("Pruning %s: steps %d..%d every %d (%d steps/epoch, %d epochs).",
+               ", ".join(f"{n} to {r:.0%}" for n, r in rates.items()), schedule.begin_step,
+               schedule.end_step, schedule.frequency, schedule.steps_per_epoch,
+               cfg.fine_tune_epochs)
   keras.utils.set_random_seed(cfg.seed)
-  wrapped = _wrap(model, names, schedule, cfg)
+  wrapped = _wrap(model, rates, schedule, cfg)
   log_dir = os.path.join(workdir, "logs", "prune")
   result = train_lib.fit(
       wrapped, data, epochs=cfg.fine_tune_epochs, batch_size=cfg.batch_size,
@@ -178,10 +202,12 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
                  tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir), *callbacks],
       augment=augment_lib.augmentation(cfg))
   stripped = strip(wrapped, data_lib.sample(data.test, 256)[0])
-  reached = sparsity_lib.summarize(stripped, names)["sparsity"]
-  if abs(reached - cfg.pruning_rate) > 0.01:  # Never report a sparsity that was not reached.
-    raise RuntimeError(f"reached {100 * reached:.1f}% sparsity, not the "
-                       f"{100 * cfg.pruning_rate:.1f}% asked for (schedule steps "
-                       f"{schedule.begin_step}..{schedule.end_step} every {schedule.frequency} "
-                       f"of {schedule.total_steps})")
-  return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result)
+  for name, rate in rates.items():  # Never report a sparsity that was not reached.
+    reached = sparsity_lib.summarize(stripped, [name])["sparsity"]
+    if abs(reached - rate) > 0.01:
+      raise RuntimeError(f"{name} reached {100 * reached:.1f}% sparsity, not the "
+                         f"{100 * rate:.1f}% asked for (schedule steps {schedule.begin_step}.."
+                         f"{schedule.end_step} every {schedule.frequency} of "
+                         f"{schedule.total_steps})")
+  return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result,
+                     layer_rates=rates)

@@ -76,12 +76,18 @@ def _structured_lines(st: dict) -> List[str]:
     check = (f"before fine-tuning, the smaller model matched the masked original to "
              f"{diffs:.1e}" + (f" (fold: {st['fold']}, {st['fold_reason']})"
                                if st.get("fold_reason") else ""))
+  if st.get("channel_multiple", 1) > 1:
+    how += (f"; kept counts rounded to the nearest multiple of {st['channel_multiple']}, the "
+            "channel tile of XNNPACK's float kernels")
   lines = [f"Structured pruning ({st['criterion']}, {st['scope']}: {how}; {len(st['steps'])} "
            f"step(s)) removed {total_before - total_after:,} of {total_before:,} channels "
            f"({1 - total_after / max(1, total_before):.0%}; asked {st['rate']:.0%}); "
            f"{pruned} group(s) pruned, {len(st['skipped'])} producer(s) left whole; {check}. "
            "Channels kept per group: " + ", ".join(
                f"{g} {after[g]}/{before[g]}" for g in before) + "."]
+  if "test_accuracy" in st:
+    lines.append(f"After structured pruning and its fine-tuning, before anything else: test "
+                 f"accuracy {_pct(st['test_accuracy'])}.")
   lines += [f"- left whole: {layer}: {reason}" for layer, reason in sorted(st["skipped"].items())]
   return lines
 
@@ -183,6 +189,10 @@ def to_markdown(report: dict) -> str:
               f"({p['macs'] / b['macs']:.2f}x)."]
     if p.get("structured"):
       lines += _structured_lines(p["structured"])
+    if p.get("layer_rates") and report["config"].get("layer_rates"):
+      lines.append(f"Per-layer rates asked (--layer_rates={report['config']['layer_rates']}): "
+                   + ", ".join(f"{n} {r:.0%} (reached {_pct(p['layer_sparsity'].get(n))})"
+                               for n, r in p["layer_rates"].items()) + ".")
     if p["pruned_layers"]:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "

@@ -84,6 +84,10 @@ _FREQUENCY = flags.DEFINE_integer("pruning_frequency", None, "Update the masks e
 _SCOPE = flags.DEFINE_enum("pruning_scope", "inner", config_lib.PRUNING_SCOPES,
                            "inner: every prunable layer but the first and the classifier; "
                            "all: every prunable layer (the TF-MOT tutorial).")
+_LAYER_RATES = flags.DEFINE_string(
+    "layer_rates", "", "Per-layer unstructured rates, LAYER:RATE,... where LAYER is a name or a "
+    "regex of whole names (e.g. conv2:0.8,dense.*:0.95); the first match wins, other pruned "
+    "layers keep --pruning_rate, 0 leaves a layer dense.")
 _FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
                                   "pruning.", lower_bound=1)
 _FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
@@ -100,6 +104,12 @@ _S_SCOPE = flags.DEFINE_enum("structured_scope", "per_layer", config_lib.STRUCTU
                              "threshold over normalised scores, so robust layers lose more.")
 _MIN_CHANNELS = flags.DEFINE_integer("min_channels", 4, "No layer keeps fewer channels.",
                                      lower_bound=1)
+_MULTIPLE = flags.DEFINE_integer(
+    "channel_multiple", 8, "Round the channels each pruned layer keeps to the nearest multiple "
+    "of this; layers this narrow or narrower stay whole. XNNPACK's float kernels work in SIMD "
+    "tiles of channels (8 floats on AVX2, 16 on AVX-512, 4-8 on ARM64) and a partial tile costs "
+    "about a full one. 1: off.",
+    lower_bound=1)
 _S_STEPS = flags.DEFINE_integer("structured_steps", 1, "Remove channels in this many steps, "
                                 "fine-tuning between them.", lower_bound=1)
 _S_SKIP = flags.DEFINE_string("structured_skip_layers", "", "Regex of layer names left whole "
@@ -196,9 +206,11 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_rate=_PRUNING_RATE.value, initial_sparsity=_INITIAL_SPARSITY.value,
       pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
+      layer_rates=_LAYER_RATES.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
       structured_rate=_S_RATE.value, structured_criterion=_S_CRITERION.value,
       structured_scope=_S_SCOPE.value, min_channels=_MIN_CHANNELS.value,
+      channel_multiple=_MULTIPLE.value,
       structured_steps=_S_STEPS.value, structured_skip_layers=_S_SKIP.value,
       structured_fold=_S_FOLD.value,
       calibration_examples=_CALIBRATION.value,

@@ -11,6 +11,7 @@ import tensorflow as tf
 from pipeline import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline import macs as macs_lib
+from pipeline import rounding
 from pipeline import surgery
 from pipeline import train as train_lib
 from pipeline.config import Config
@@ -210,6 +211,9 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
                     for g in a.prunable() if g.id not in s for p in g.producers})
     keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
+    keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
+                                      cfg.channel_multiple, cfg.min_channels)
+    skipped.update({p: why for g, why in whole.items() for p in a.groups[g].producers})
     small = surgery.shrink(a, keep)
     diff = surgery.max_output_difference(a, keep, small, x_cal[:64])
     approximate = [",".join(a.groups[g].producers) for g in a.approximate

@@ -8,6 +8,7 @@ from conftest import REPO, run_cli
 from export import cpu
 
 
+@pytest.mark.slow  # A benchmark (2+ minutes): `make bench` runs it for real; `pytest -m slow`.
 def test_compare_runs_every_recipe_and_writes_table_json_charts(tmp_path):
   out = tmp_path / "bench"
   proc = run_cli(["--flagfile=configs/smoke.flags", "--pruning_rate=0.9", f"--out_dir={out}"],

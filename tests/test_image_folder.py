@@ -108,7 +108,7 @@ def test_missing_folder_and_missing_data_dir(tmp_path):
 def test_cli_prunes_a_users_own_mobilenet_on_a_folder(tmp_path):
   """A user's transfer-learning model (a MobileNetV2 backbone nested in a Sequential, as the
   Keras guides build it), not one of ours, pruned on a generated RGB folder through the CLI:
-  structured + unstructured + int8 with uint8 input, every file verified, report written."""
+  structured + unstructured, every file verified, report written."""
   import json  # pylint: disable=g-import-not-at-top
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from conftest import REPO, run_cli, users_mobilenet  # pylint: disable=g-import-not-at-top
@@ -124,8 +124,10 @@ def test_cli_prunes_a_users_own_mobilenet_on_a_folder(tmp_path):
   proc = run_cli(["--dataset=folder", f"--data_dir={photos}",
                   f"--baseline_path={tmp_path}/mine.keras",
                   "--structured_rate=0.4", "--prune", "--pruning_rate=0.5", "--fine_tune_epochs=1",
-                  "--batch_size=16", "--export_formats=int8", "--int8_io", "--benchmark_runs=10", "--max_int8_accuracy_change=100",
-                  "--max_float16_accuracy_change=100", f"--workdir={wd}"], cwd=REPO, timeout=600)
+                  # float32 only: int8 conversion of a MobileNet takes about 40 s a file here,
+                  # and uint8 input is tested on small models (test_tflite, the pin test below).
+                  "--batch_size=16", "--export_formats=float32", "--benchmark_runs=10",
+                  f"--workdir={wd}"], cwd=REPO, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads((wd / "report.json").read_text())
   assert report["dataset"]["classes"] == list(CLASSES)
@@ -136,8 +138,10 @@ def test_cli_prunes_a_users_own_mobilenet_on_a_folder(tmp_path):
   assert kept["block_1_expand"][1] < kept["block_1_expand"][0]  # Expansion layers pruned.
   assert report["pruned"]["macs"] < 0.8 * report["baseline"]["macs"]
   specs = {e["name"]: e["input_spec"] for e in report["exports"]}
-  assert specs["pruned_int8"] == "1x32x32x3 uint8, real value = 1 x (q - 0): 0..255"
-  assert specs["baseline_float32"] == "1x32x32x3 float32"  # The reference is always float.
+  assert specs == {"baseline_float32": "1x32x32x3 float32", "pruned_float32": "1x32x32x3 float32",
+                   "pruned_float32_sparse": "1x32x32x3 float32"}
+  sparsity = {e["name"]: e["sparsity"] for e in report["exports"]}
+  assert abs(sparsity["pruned_float32"] - 0.5) < 0.01  # TF-MOT pruned the inlined backbone.
   assert all(e["gate"] == "ok" for e in report["exports"])
   md = (wd / "report.md").read_text()
   assert "folding was approximate" in md and "3 classes" in md

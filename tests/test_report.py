@@ -99,6 +99,11 @@ def test_structured_pruning_reports_what_was_removed_per_group(tmp_path):
           "left whole; before fine-tuning, the smaller model matched the masked original to "
           "3.0e-09. Channels kept per group: conv1 16/32, conv2 32/64.") in md
   assert "- left whole: classifier: it is the model's output (the classifier is never pruned)" in md
+  r["pruned"]["structured"].update(channel_multiple=8, test_accuracy=0.9512)
+  assert ("the same fraction of every prunable group; kept counts rounded to the nearest multiple "
+          "of 8, the channel tile of XNNPACK's float kernels; 1 step(s))") in report.to_markdown(r)
+  assert ("After structured pruning and its fine-tuning, before anything else: test accuracy "
+          "95.12%.") in report.to_markdown(r)
 
 
 def test_global_scope_is_not_described_as_the_same_fraction_per_group(tmp_path):
@@ -129,3 +134,12 @@ def test_approximate_folding_is_reported_with_its_deviation(tmp_path):
           "whole): 1 group(s) had a BatchNorm constant that meets zero padding folded as in the "
           "image's interior, so before fine-tuning the smaller model deviated from the masked "
           "original by up to 3.1e-02 (at image borders); fine-tuning absorbs it") in md
+
+
+def test_per_layer_rates_are_listed_with_what_each_layer_reached(tmp_path):
+  r = _report(tmp_path)
+  r["config"]["layer_rates"] = "conv2:0.8"
+  r["pruned"].update(layer_rates={"conv2": 0.8, "dense1": 0.5},
+                     layer_sparsity={"conv2": 0.7996, "dense1": 0.5})
+  assert ("Per-layer rates asked (--layer_rates=conv2:0.8): conv2 80% (reached 79.96%), dense1 "
+          "50% (reached 50.00%).") in report.to_markdown(r)

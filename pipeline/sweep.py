@@ -1,0 +1,87 @@
+"""Sweep pruning rates: one baseline, one run per rate, every file timed side by side.
+
+  python -m pipeline.sweep --flagfile=configs/fashion_mnist.flags --rates=0.5,0.7,0.8,0.9,0.95
+  python -m pipeline.sweep --flagfile=configs/camera_folder.flags --data_dir=photos \\
+      --structured_rates=0,0.25,0.4 --rates=0,0.8
+
+Every flag of `python -m pipeline.run` applies to each point. The baseline is trained (or
+loaded with --baseline_path) once, in WORKDIR/baseline; each point (structured rate x
+unstructured rate) is a normal run in WORKDIR/s<S>_u<U> with its own report. Then all the
+.tflite files are timed together, interleaved in one process, and WORKDIR gets sweep.md,
+sweep.json and two charts (test accuracy against gzip size and against latency, the Pareto
+frontier marked). A sweep that is stopped resumes from the points already finished.
+"""
+
+import dataclasses
+
+from absl import flags
+from absl import logging
+
+from pipeline import cli
+from pipeline import run as run_lib  # Defines the pipeline's flags.
+
+_RATES = flags.DEFINE_list("rates", None, "Unstructured (TF-MOT) pruning rates, fractions of "
+                           "weights removed, e.g. 0.5,0.8,0.9; 0 = none. Default: --pruning_rate "
+                           "if --prune is given, else 0.")
+_S_RATES = flags.DEFINE_list("structured_rates", None, "Structured rates (fractions of channels "
+                             "removed for real); every one is combined with every --rates "
+                             "value. Default: --structured_rate.")
+
+def _rates(values, flag: str, default: float):
+  """Parsed, checked and de-duplicated rates."""
+  if not values:
+    return [default]
+  out = []
+  for v in values:
+    try:
+      r = float(v)
+    except ValueError:
+      r = -1.0
+    if not 0.0 <= r < 1.0:
+      raise ValueError(f"--{flag}={','.join(values)}: {v!r} is not a rate in [0, 1)")
+    out.append(r)
+  return sorted(set(out))
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+  cfg = run_lib.config_from_flags()
+  try:
+    unstructured = _rates(_RATES.value, "rates", cfg.pruning_rate if cfg.prune else 0.0)
+    structured = _rates(_S_RATES.value, "structured_rates", cfg.structured_rate)
+  except ValueError as e:
+    cli.fail(str(e))
+  points = [(s, u) for s in structured for u in unstructured if s or u]
+  if not points:
+    cli.fail("--rates and --structured_rates: nothing to prune (every rate is 0)")
+  if not flags.FLAGS["workdir"].present:  # The same command resumes the same sweep.
+    cfg = dataclasses.replace(cfg, workdir=f"runs/sweep-{flags.FLAGS.dataset}")
+  from pipeline import console  # pylint: disable=g-import-not-at-top
+  console.quiet(detail=flags.FLAGS["verbosity"].present)
+  con = console.Console()
+  with console.native_output_to_log("TensorFlow's import"):
+    from pipeline import sweep_job  # pylint: disable=g-import-not-at-top
+  try:
+    result = sweep_job.run_sweep(cfg, points, flags.FLAGS.flags_into_string(), con)
+  except ValueError as e:
+    cli.fail(str(e))
+  except sweep_job.job.StageError as e:
+    cli.fail(str(e), status=1)
+  print(result["markdown"])
+  print(f"Sweep: {cfg.workdir}/sweep.md, sweep.json and charts; each point's report in "
+        f"{cfg.workdir}/<point>/report.md; TensorBoard: tensorboard --logdir {cfg.workdir}")
+  logging.info("Sweep finished: %d points.", len(points))
+  failed = [r for r in result["rows"] if r["gate"] != "ok"]
+  if failed:
+    cli.fail(f"{len(failed)} exported file(s) outside their bounds: "
+             + ", ".join(f"{r['point']}/{r['name']}" for r in failed), status=1)
+
+
+def run():
+  """Console-script entry point."""
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,61 @@
+"""Per-layer rates by hand (--layer_rates): parsing, matching, and TF-MOT reaching each rate."""
+
+import pytest
+
+from conftest import small_config
+from pipeline import layer_rates, prune, sparsity
+
+LAYERS = ["conv2", "dense1", "dense2"]
+
+
+def test_names_and_regexes_first_match_wins_others_keep_the_default():
+  spec = layer_rates.parse("conv2:0.8, dense.*:0.95,dense1:0.1")
+  assert spec == [("conv2", 0.8), ("dense.*", 0.95), ("dense1", 0.1)]
+  with pytest.raises(ValueError) as e:  # dense1 is taken by dense.* first.
+    layer_rates.resolve(spec, LAYERS, 0.5, "x")
+  assert str(e.value) == ("--layer_rates=x: 'dense1' matches no pruned layer that an earlier "
+                          "entry has not taken; the pruned layers are: conv2, dense1, dense2")
+  assert layer_rates.resolve(spec[:2], LAYERS + ["conv3"], 0.5) == {
+      "conv2": 0.8, "dense1": 0.95, "dense2": 0.95, "conv3": 0.5}
+  # A regex matches whole names: "conv" alone names no layer.
+  with pytest.raises(ValueError, match="'conv' matches no pruned layer"):
+    layer_rates.resolve(layer_rates.parse("conv:0.5"), LAYERS, 0.5)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("conv2=0.8", "--layer_rates=conv2=0.8: 'conv2=0.8' is not LAYER:RATE with a rate in [0, 1) "
+                  "(e.g. conv2:0.8)"),
+    ("conv2:1.0", "--layer_rates=conv2:1.0: 'conv2:1.0' is not LAYER:RATE with a rate in [0, 1) "
+                  "(e.g. conv2:0.8)"),
+    (":0.5", "--layer_rates=:0.5: ':0.5' is not LAYER:RATE with a rate in [0, 1) (e.g. "
+             "conv2:0.8)"),
+    ("conv[:0.5", "--layer_rates=conv[:0.5: 'conv[' is not a valid regex (unterminated "
+                  "character set at position 4)"),
+])
+def test_bad_entries_are_one_line_naming_the_flag(text, message):
+  with pytest.raises(ValueError) as e:
+    layer_rates.parse(text)
+  assert str(e.value) == message
+
+
+def test_tf_mot_reaches_each_layers_own_rate(trained_cnn, mnist_small, tmp_path):
+  # pruning_scope=all: conv1 and classifier are pruned too, at --pruning_rate (no entry).
+  cfg = small_config(prune=True, pruning_rate=0.5, pruning_scope="all",
+                     layer_rates="conv2:0.8,dense1:0", fine_tune_epochs=2)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  assert result.layer_rates == {"conv1": 0.5, "conv2": 0.8, "classifier": 0.5}  # dense1: dense.
+  got = sparsity.layer_sparsity(result.model)
+  assert abs(got["conv2"] - 0.8) < 0.01 and got["dense1"] == 0.0
+  assert abs(got["conv1"] - 0.5) < 0.01 and abs(got["classifier"] - 0.5) < 0.01
+
+
+def test_rates_that_prune_nothing_or_without_prune_are_refused(trained_cnn):
+  from pipeline import job  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError) as e:
+    prune.rates_of(trained_cnn, small_config(prune=True, layer_rates="conv2:0,dense1:0"))
+  assert str(e.value) == ("--layer_rates=conv2:0,dense1:0: leaves no layer to prune; drop "
+                          "--prune for a dense model")
+  with pytest.raises(ValueError) as e:
+    job.preflight(small_config(layer_rates="conv2:0.8"))
+  assert str(e.value) == ("--layer_rates=conv2:0.8: sets TF-MOT's per-layer rates, so it needs "
+                          "--prune")
