@@ -17,7 +17,7 @@ def frontier(xs: Sequence[float], ys: Sequence[float]) -> List[int]:
 
 
 def chart(rows: Sequence[dict], x_key: str, x_label: str, path: str, log_x: bool = False) -> str:
-  """One marker per row (test accuracy against `x_key`), the frontier joined and labelled.
+  """One marker per row (test accuracy against `x_key`); the frontier joined and labelled.
 
   Rows need "label", "test_accuracy" and `x_key`; writes `path` atomically and returns it.
   """
@@ -30,8 +30,9 @@ def chart(rows: Sequence[dict], x_key: str, x_label: str, path: str, log_x: bool
   fig, ax = plt.subplots(figsize=(8, 5))
   ax.scatter(xs, ys, s=30, color="0.6", label="every file")
   ax.plot([xs[i] for i in best], [ys[i] for i in best], "o-", color="C1", label="Pareto frontier")
-  for x, y, r in zip(xs, ys, rows):
-    ax.annotate(r["label"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+  for i in sorted(set(best) | {i for i, r in enumerate(rows) if r["label"] == "baseline"}):
+    ax.annotate(rows[i]["label"], (xs[i], ys[i]), fontsize=7, xytext=(4, -3),
+                textcoords="offset points")  # The others are in the table; labels would pile up.
   if log_x:
     ax.set_xscale("log")
   ax.set_xlabel(x_label)
