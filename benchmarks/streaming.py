@@ -1,6 +1,7 @@
 """Does a folder too big for memory stream? Peak RSS of a short pipeline run on a large folder.
 
-  python -m benchmarks.streaming                     # 40,000 JPEGs at 160x160, about 15 min
+  python -m benchmarks.streaming                     # 40,000 JPEGs at 160x160, about 35 min
+  python -m benchmarks.streaming --images=20000      # measured in BUILD.md: 17 min, 2.15 GB
   python -m benchmarks.streaming --images=2000 --size=64 --keep=/tmp/photos   # quick look
 
 Generates coloured shapes (benchmarks/shapes.py) into a temporary folder, then runs the real
