@@ -50,6 +50,9 @@ class Config:
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4
 
+  # Analysis.
+  sensitivity: bool = False  # Per-layer pruning curves of the baseline (pipeline/sensitivity.py).
+
   # Structured pruning (channels and units removed for real).
   structured_rate: float = 0.0  # Fraction of filters/units removed; 0 = off.
   structured_criterion: str = "l1"

@@ -26,6 +26,7 @@ from pipeline import models as models_lib
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
 from pipeline import safe_load
+from pipeline import sensitivity as sensitivity_lib
 from pipeline import sparsity as sparsity_lib
 from pipeline import structured as structured_lib
 from pipeline import train as train_lib
@@ -94,6 +95,21 @@ def baseline_stage(cfg: Config, prep: Prepared, wd: str, con: console_lib.Consol
                          f"(validation accuracy {fit.best_val_accuracy:.2%})")
     workdir_lib.save_keras(baseline, os.path.join(wd, "baseline.keras"))
   return baseline, fit
+
+
+def sensitivity_stage(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
+                      con: console_lib.Console, seconds: dict) -> None:
+  """--sensitivity: per-layer curves of the baseline, sensitivity.{md,json,png} in the run."""
+  with con.stage("sensitivity", seconds) as info:
+    bar = con.bar(None, "sensitivity", "variant")
+    try:
+      curves = sensitivity_lib.analyze(baseline, data, cfg.pruning_scope,
+                                       cfg.structured_skip_layers, progress=lambda: bar.update(1))
+    finally:
+      bar.close()
+    sensitivity_lib.write(curves, min(len(data.validation), sensitivity_lib.EXAMPLES), wd)
+    info["summary"] = ", ".join(f"{len(c.accuracy)} {c.kind} curves" for c in curves) + (
+        f" on validation; {cfg.workdir}/sensitivity.md")
 
 
 def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
@@ -180,6 +196,8 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
   data, seconds = prep.data, {}
   baseline, fit = baseline_stage(cfg, prep, wd, con, seconds)
+  if cfg.sensitivity:
+    sensitivity_stage(baseline, data, cfg, wd, con, seconds)
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
   baseline_row = {
       "test_accuracy": _accuracy(outputs["baseline"], data.test.labels),

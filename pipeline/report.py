@@ -197,6 +197,9 @@ def to_markdown(report: dict) -> str:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "
                    f"{_pct(p['model_sparsity'])}.")
+  if report["config"].get("sensitivity"):
+    lines += ["", "Sensitivity of each layer of the baseline, pruned alone without fine-tuning: "
+              "sensitivity.md and sensitivity.png."]
   return "\n".join(lines) + "\n"
 
 

