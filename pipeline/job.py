@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging as py_logging
 import os
+import re
 import sys
 from typing import Optional
 
@@ -25,6 +26,7 @@ from pipeline import measure as measure_lib
 from pipeline import models as models_lib
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
+from pipeline import layer_rates
 from pipeline import safe_load
 from pipeline import sensitivity as sensitivity_lib
 from pipeline import sparsity as sparsity_lib
@@ -69,7 +71,12 @@ def preflight(cfg: Config) -> Prepared:
   schedule = None
   if cfg.prune:
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
-    if cfg.layer_rates:  # A bad --layer_rates fails before any training.
+    if cfg.layer_rates == "auto":
+      if cfg.pruning_rate > sensitivity_lib.RATES[-1]:
+        raise ValueError(f"--layer_rates=auto: --pruning_rate={cfg.pruning_rate} is above the "
+                         f"highest rate the sensitivity analysis measures "
+                         f"({sensitivity_lib.RATES[-1]})")
+    elif cfg.layer_rates:  # A bad --layer_rates fails before any training.
       prune_lib.rates_of(baseline or fresh, cfg)
   workdir_lib.check(cfg.workdir, cfg.overwrite)
   return Prepared(data, baseline, fresh, schedule)
@@ -110,6 +117,19 @@ def sensitivity_stage(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
     sensitivity_lib.write(curves, min(len(data.validation), sensitivity_lib.EXAMPLES), wd)
     info["summary"] = ", ".join(f"{len(c.accuracy)} {c.kind} curves" for c in curves) + (
         f" on validation; {cfg.workdir}/sensitivity.md")
+  return curves
+
+
+def auto_rates(baseline, curves, cfg: Config) -> Config:
+  """--layer_rates=auto: cfg with the per-layer rates chosen from the sensitivity curves to
+  reach --pruning_rate over the pruned layers' weights with the least predicted loss."""
+  sizes = {n: int(sparsity_lib.kernel_of(baseline.get_layer(n)).size)
+           for n in prune_lib.prunable_layers(baseline, cfg.pruning_scope)}
+  rates = layer_rates.allocate(curves, sizes, cfg.pruning_rate)
+  logging.info("--layer_rates=auto chose, for %.0f%% overall: %s", 100 * cfg.pruning_rate,
+               ", ".join(f"{n} {r:.1%}" for n, r in rates.items()))
+  return dataclasses.replace(cfg, layer_rates=",".join(
+      f"{re.escape(n)}:{r:.6f}" for n, r in rates.items()))
 
 
 def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
@@ -196,8 +216,11 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
   data, seconds = prep.data, {}
   baseline, fit = baseline_stage(cfg, prep, wd, con, seconds)
-  if cfg.sensitivity:
-    sensitivity_stage(baseline, data, cfg, wd, con, seconds)
+  prune_cfg = cfg
+  if cfg.sensitivity or cfg.layer_rates == "auto":
+    curves = sensitivity_stage(baseline, data, cfg, wd, con, seconds)
+    if cfg.layer_rates == "auto":
+      prune_cfg = auto_rates(baseline, curves[0], cfg)
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
   baseline_row = {
       "test_accuracy": _accuracy(outputs["baseline"], data.test.labels),
@@ -209,7 +232,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   }
   logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
 
-  final, pruned_row, pruned_layers = pruning_stages(baseline, data, cfg, wd, con, seconds,
+  final, pruned_row, pruned_layers = pruning_stages(baseline, data, prune_cfg, wd, con, seconds,
                                                     prep.schedule)
   models = {"baseline": baseline}
   if final is not baseline:

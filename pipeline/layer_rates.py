@@ -1,14 +1,17 @@
 """Per-layer pruning rates by hand: `--layer_rates=conv2:0.8,dense.*:0.95`.
 
 Each entry is a layer name or a regular expression (matched against the whole name, with no
-comma in it, since commas separate the entries) and the
-fraction of that layer's weights to remove; the first entry that matches a layer wins, and
-layers no entry matches keep --pruning_rate. TF-MOT then prunes each layer under its own
-PolynomialDecay schedule.
+comma in it, since commas separate the entries) and the fraction of that layer's weights to
+remove; the first entry that matches a layer wins, and layers no entry matches keep
+--pruning_rate. TF-MOT then prunes each layer under its own PolynomialDecay schedule.
+
+`--layer_rates=auto` chooses them from the sensitivity curves instead (`allocate`).
 """
 
 import re
 from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
 
 
 def parse(text: str) -> List[Tuple[str, float]]:
@@ -55,4 +58,46 @@ def resolve(spec: Sequence[Tuple[str, float]], layers: Sequence[str], default: f
     raise ValueError(f"--layer_rates={text}: {', '.join(map(repr, unused))} matches no pruned "
                      f"layer that an earlier entry has not taken; the pruned layers are: "
                      f"{', '.join(layers)}")
+  return rates
+
+
+def allocate(curves, sizes: Dict[str, int], target: float) -> Dict[str, float]:
+  """Per-layer rates reaching `target` sparsity over the layers of `sizes` (weights counted)
+  with the least predicted loss, from sensitivity curves (sensitivity.Curves, unstructured).
+
+  The predicted loss of a layer at a rate is its validation accuracy drop when pruned alone
+  (made non-decreasing in the rate, so noise cannot reward pruning more); losses of layers
+  add up. Greedy on the grid of measured rates: the step with the least loss per weight
+  removed goes first; the last step stops exactly at the target.
+
+  Raises:
+    ValueError: the target is above the highest measured rate, or a layer has no curve.
+  """
+  missing = [n for n in sizes if n not in curves.accuracy]
+  if missing:
+    raise ValueError(f"--layer_rates=auto: no sensitivity curve for {', '.join(missing)}")
+  grid = [0.0] + list(curves.rates)
+  if target > grid[-1]:
+    raise ValueError(f"--layer_rates=auto: --pruning_rate={target} is above the highest rate "
+                     f"the sensitivity analysis measures ({grid[-1]})")
+  loss = {}
+  for n in sizes:
+    drops = [0.0] + [max(0.0, curves.baseline - a) for a in curves.accuracy[n]]
+    loss[n] = list(np.maximum.accumulate(drops))
+  at = {n: 0 for n in sizes}
+  total = sum(sizes.values())
+  need = target * total
+  rates = {n: 0.0 for n in sizes}
+  while sum(rates[n] * sizes[n] for n in sizes) < need - 1e-9:
+    best = None
+    for n in sizes:
+      for j in range(at[n] + 1, len(grid)):
+        gain = (grid[j] - grid[at[n]]) * sizes[n]
+        cost = (loss[n][j] - loss[n][at[n]]) / gain
+        if best is None or cost < best[0] - 1e-12:
+          best = (cost, n, j)
+    _, n, j = best
+    others = sum(rates[m] * sizes[m] for m in sizes if m != n)
+    at[n] = j
+    rates[n] = min(grid[j], (need - others) / sizes[n])
   return rates

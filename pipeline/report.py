@@ -190,8 +190,12 @@ def to_markdown(report: dict) -> str:
     if p.get("structured"):
       lines += _structured_lines(p["structured"])
     if p.get("layer_rates") and report["config"].get("layer_rates"):
-      lines.append(f"Per-layer rates asked (--layer_rates={report['config']['layer_rates']}): "
-                   + ", ".join(f"{n} {r:.0%} (reached {_pct(p['layer_sparsity'].get(n))})"
+      how = ("auto, chosen from the sensitivity curves to reach "
+             f"{report['config']['pruning_rate']:.0%} over these layers with the least "
+             "predicted loss" if report["config"]["layer_rates"] == "auto" else
+             report["config"]["layer_rates"])
+      lines.append(f"Per-layer rates asked (--layer_rates={how}): "
+                   + ", ".join(f"{n} {100 * r:.4g}% (reached {_pct(p['layer_sparsity'].get(n))})"
                                for n, r in p["layer_rates"].items()) + ".")
     if p["pruned_layers"]:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "

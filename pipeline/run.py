@@ -87,7 +87,8 @@ _SCOPE = flags.DEFINE_enum("pruning_scope", "inner", config_lib.PRUNING_SCOPES,
 _LAYER_RATES = flags.DEFINE_string(
     "layer_rates", "", "Per-layer unstructured rates, LAYER:RATE,... where LAYER is a name or a "
     "regex of whole names (e.g. conv2:0.8,dense.*:0.95); the first match wins, other pruned "
-    "layers keep --pruning_rate, 0 leaves a layer dense.")
+    "layers keep --pruning_rate, 0 leaves a layer dense. auto: chosen from the sensitivity "
+    "curves (run first) to reach --pruning_rate overall with the least predicted loss.")
 _FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
                                   "pruning.", lower_bound=1)
 _FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "

@@ -59,3 +59,31 @@ def test_rates_that_prune_nothing_or_without_prune_are_refused(trained_cnn):
     job.preflight(small_config(layer_rates="conv2:0.8"))
   assert str(e.value) == ("--layer_rates=conv2:0.8: sets TF-MOT's per-layer rates, so it needs "
                           "--prune")
+
+
+def _curves(rates, baseline, accuracy):
+  from pipeline import sensitivity  # pylint: disable=g-import-not-at-top
+  return sensitivity.Curves("unstructured", list(rates), baseline, accuracy)
+
+
+def test_auto_takes_more_from_the_robust_layer_and_meets_the_target_exactly():
+  rates = (0.5, 0.9, 0.98)
+  curves = _curves(rates, 0.90, {"robust": [0.90, 0.90, 0.89], "fragile": [0.90, 0.70, 0.30],
+                                 "noisy": [0.88, 0.89, 0.50]})
+  sizes = {"robust": 1000, "fragile": 1000, "noisy": 500}
+  chosen = layer_rates.allocate(curves, sizes, 0.9)
+  assert chosen["robust"] == 0.98 and chosen["robust"] > chosen["fragile"]
+  total = sum(chosen[n] * sizes[n] for n in sizes) / sum(sizes.values())
+  assert abs(total - 0.9) < 1e-9
+  # noisy: 0.5 costs 2 points, 0.9 "only" 1; made non-decreasing, 0.9 costs 2 as well.
+  assert layer_rates.allocate(curves, {"noisy": 1}, 0.9) == {"noisy": 0.9}
+
+
+def test_auto_refuses_targets_it_has_no_curve_for():
+  curves = _curves((0.5, 0.9), 0.9, {"a": [0.9, 0.8]})
+  with pytest.raises(ValueError) as e:
+    layer_rates.allocate(curves, {"a": 10}, 0.95)
+  assert str(e.value) == ("--layer_rates=auto: --pruning_rate=0.95 is above the highest rate the "
+                          "sensitivity analysis measures (0.9)")
+  with pytest.raises(ValueError, match="no sensitivity curve for b"):
+    layer_rates.allocate(curves, {"a": 10, "b": 5}, 0.5)
