@@ -46,6 +46,8 @@ class Config:
   pruning_end_step: Optional[int] = None
   pruning_frequency: Optional[int] = None
   pruning_scope: str = "inner"
+  max_accuracy_drop: Optional[float] = None  # Points on validation; None = no budget search.
+  budget_epochs: int = 2  # Fine-tuning epochs per budget step.
   layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4

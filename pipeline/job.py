@@ -19,6 +19,7 @@ import numpy as np
 from export import cpu as cpu_lib
 from export import gates
 from export import tflite as tflite_lib
+from pipeline import budget as budget_lib
 from pipeline import console as console_lib
 from pipeline import data as data_lib
 from pipeline import macs as macs_lib
@@ -57,6 +58,9 @@ def preflight(cfg: Config) -> Prepared:
   Raises:
     ValueError: with a one-line message naming the flag and value at fault.
   """
+  if cfg.max_accuracy_drop is not None and (not cfg.prune or cfg.layer_rates):
+    raise ValueError(f"--max_accuracy_drop={cfg.max_accuracy_drop:g}: raises --pruning_rate "
+                     "step by step, so it needs --prune and no --layer_rates")
   if cfg.layer_rates and not cfg.prune:
     raise ValueError(f"--layer_rates={cfg.layer_rates}: sets TF-MOT's per-layer rates, so it "
                      "needs --prune")
@@ -168,6 +172,16 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
       info["summary"] = (f"TF-MOT PolynomialDecay to {reached:.1%} sparsity on {on}, kept "
                          f"epoch {result.fit.best_epoch}")
     final, pruned_layers = result.model, result.pruned_layers
+    if cfg.max_accuracy_drop is not None:
+      with con.stage("budget", seconds) as info:
+        found = budget_lib.search(baseline, result, data, cfg, os.path.join(wd, "budget"),
+                                  [console_lib.epoch_bar(con, "budget")])
+        info["summary"] = (f"kept {found.rate:.2%} sparsity ({len(found.path) - 1} step(s)); "
+                           f"{found.stopped}")
+      final = found.model
+      row["budget"] = {"max_drop": cfg.max_accuracy_drop, "rate": found.rate,
+                       "baseline_val_accuracy": found.baseline_val_accuracy,
+                       "path": found.path, "stopped": found.stopped}
     row.update(best_epoch=result.fit.best_epoch, val_accuracy=result.fit.best_val_accuracy,
                layer_rates=result.layer_rates,
                schedule=dataclasses.asdict(result.schedule))

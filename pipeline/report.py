@@ -92,6 +92,19 @@ def _structured_lines(st: dict) -> List[str]:
   return lines
 
 
+def _budget_lines(row: Optional[dict]) -> List[str]:
+  """What --max_accuracy_drop tried, step by step, and what it kept."""
+  if not row:
+    return []
+  steps = "; ".join(f"{100 * p['rate']:.2f}%: {100 * p['val_accuracy']:.2f}% "
+                    f"({-p['drop_points']:+.2f}{'' if p['within'] else ', over'})"
+                    for p in row["path"])
+  return [f"Accuracy budget (--max_accuracy_drop={row['max_drop']:g} points on validation, "
+          f"baseline {100 * row['baseline_val_accuracy']:.2f}%): kept {100 * row['rate']:.2f}% "
+          f"sparsity; {row['stopped']}. Path (sparsity: validation accuracy, change in "
+          f"points): {steps}."]
+
+
 def _data_details(ds: dict) -> str:
   """'; images 96x96x3; 5 classes (circle 120/30/50, ...); image size ...': what the data
   stage chose and why, and the examples per class in train/validation/test."""
@@ -197,6 +210,7 @@ def to_markdown(report: dict) -> str:
       lines.append(f"Per-layer rates asked (--layer_rates={how}): "
                    + ", ".join(f"{n} {100 * r:.4g}% (reached {_pct(p['layer_sparsity'].get(n))})"
                                for n, r in p["layer_rates"].items()) + ".")
+    lines += _budget_lines(p.get("budget"))
     if p["pruned_layers"]:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "

@@ -89,6 +89,12 @@ _LAYER_RATES = flags.DEFINE_string(
     "regex of whole names (e.g. conv2:0.8,dense.*:0.95); the first match wins, other pruned "
     "layers keep --pruning_rate, 0 leaves a layer dense. auto: chosen from the sensitivity "
     "curves (run first) to reach --pruning_rate overall with the least predicted loss.")
+_MAX_DROP = flags.DEFINE_float(
+    "max_accuracy_drop", None, "An accuracy budget in points on the validation split: after "
+    "pruning to --pruning_rate, halve the weights left step by step (90% -> 95% -> 97.5%), "
+    "each step a short fine-tune, and keep the last model within the budget.", lower_bound=0.0)
+_BUDGET_EPOCHS = flags.DEFINE_integer("budget_epochs", 2, "Fine-tuning epochs per "
+                                      "--max_accuracy_drop step.", lower_bound=1)
 _FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
                                   "pruning.", lower_bound=1)
 _FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
@@ -212,6 +218,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
       layer_rates=_LAYER_RATES.value, sensitivity=_SENSITIVITY.value,
+      max_accuracy_drop=_MAX_DROP.value, budget_epochs=_BUDGET_EPOCHS.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
       structured_rate=_S_RATE.value, structured_criterion=_S_CRITERION.value,
       structured_scope=_S_SCOPE.value, min_channels=_MIN_CHANNELS.value,

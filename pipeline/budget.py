@@ -1,0 +1,74 @@
+"""An accuracy budget: raise the sparsity step by step while validation accuracy allows it.
+
+`--max_accuracy_drop=0.5` (points): from the model pruned to --pruning_rate, each step halves
+the weights still left in the pruned layers (90% -> 95% -> 97.5% ...) with a short TF-MOT
+fine-tune (--budget_epochs) from the current sparsity, and is scored on the validation split
+against the baseline's validation accuracy. The last model within the budget is kept, as
+NNCF's adaptive compression level does; the test split is read only at the end, as always.
+"""
+
+import dataclasses
+import os
+from typing import List
+
+from absl import logging
+
+from pipeline import data as data_lib
+from pipeline import prune as prune_lib
+from pipeline import train as train_lib
+from pipeline.config import Config
+
+MAX_STEPS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetResult:
+  model: object  # The last model within the budget (the start if none was).
+  rate: float  # Its sparsity over the pruned layers, as asked.
+  baseline_val_accuracy: float
+  path: List[dict]  # Per step: rate, validation accuracy, drop in points, within budget.
+  stopped: str  # Why the search ended.
+
+
+def next_rate(rate: float) -> float:
+  """Half the weights left: 0.9 -> 0.95 -> 0.975."""
+  return 1.0 - (1.0 - rate) / 2.0
+
+
+def search(baseline, start: prune_lib.PruneResult, data: data_lib.Dataset, cfg: Config,
+           workdir: str, callbacks=(), max_steps: int = MAX_STEPS) -> BudgetResult:
+  """Raises the sparsity of `start` (pruned to cfg.pruning_rate) while the validation accuracy
+  stays within cfg.max_accuracy_drop points of the baseline's."""
+  base_val = train_lib.evaluate(baseline, data.validation)
+  budget = cfg.max_accuracy_drop
+
+  def entry(rate, model):
+    val = train_lib.evaluate(model, data.validation)
+    drop = 100 * (base_val - val)
+    return {"rate": rate, "val_accuracy": val, "drop_points": drop, "within": drop <= budget}
+
+  path = [entry(cfg.pruning_rate, start.model)]
+  kept, rate = start.model, cfg.pruning_rate
+  if not path[0]["within"]:
+    return BudgetResult(kept, rate, base_val, path, (
+        f"--pruning_rate={cfg.pruning_rate} already costs {path[0]['drop_points']:.2f} points "
+        f"on validation, more than --max_accuracy_drop={budget:g}; kept it (lower the rate)"))
+  stopped = f"stopped after {max_steps} steps"
+  current = start.model
+  for step in range(1, max_steps + 1):
+    target = next_rate(rate)
+    step_cfg = dataclasses.replace(cfg, pruning_rate=target, initial_sparsity=rate,
+                                   fine_tune_epochs=cfg.budget_epochs, layer_rates="",
+                                   pruning_begin_step=None, pruning_end_step=None,
+                                   pruning_frequency=None)
+    logging.info("Budget step %d: %.2f%% -> %.2f%% sparsity.", step, 100 * rate, 100 * target)
+    result = prune_lib.prune(current, data, step_cfg, os.path.join(workdir, f"step_{step}"),
+                             callbacks=callbacks)
+    path.append(entry(target, result.model))
+    if not path[-1]["within"]:
+      stopped = (f"{100 * target:.2f}% cost {path[-1]['drop_points']:.2f} points on validation, "
+                 f"more than --max_accuracy_drop={budget:g}")
+      break
+    kept, rate, current = result.model, target, result.model
+  return BudgetResult(kept, rate, base_val, path, stopped)
+

@@ -1,0 +1,57 @@
+"""The accuracy budget (--max_accuracy_drop): sparsity raised step by step, within the budget."""
+
+import pytest
+
+from conftest import small_config
+from pipeline import budget, job, prune, report, sparsity
+
+
+def test_each_step_halves_the_weights_left():
+  assert [budget.next_rate(r) for r in (0.5, 0.9, 0.95)] == [0.75, 0.95, 0.975]
+
+
+def test_search_raises_sparsity_while_validation_allows_and_keeps_the_last_within(
+    trained_cnn, mnist_small, tmp_path):
+  cfg = small_config(prune=True, pruning_rate=0.5, fine_tune_epochs=2, max_accuracy_drop=100.0,
+                     budget_epochs=1)
+  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"))
+  found = budget.search(trained_cnn, start, mnist_small, cfg, str(tmp_path / "b"), max_steps=2)
+  assert [p["rate"] for p in found.path] == [0.5, 0.75, 0.875]
+  assert all(p["within"] for p in found.path) and found.rate == 0.875
+  reached = sparsity.summarize(found.model, start.pruned_layers)["sparsity"]
+  assert abs(reached - 0.875) < 0.01  # The kept model is the last step's, really that sparse.
+  assert found.stopped == "stopped after 2 steps"
+  assert (tmp_path / "b" / "step_2" / "logs" / "prune").is_dir()
+
+  # A budget just above the start's own drop: the step is kept exactly when it stays within.
+  tight = small_config(**{**cfg.__dict__,
+                          "max_accuracy_drop": found.path[0]["drop_points"] + 1e-6})
+  again = budget.search(trained_cnn, start, mnist_small, tight, str(tmp_path / "c"), max_steps=1)
+  step = again.path[1]
+  assert step["within"] == (step["drop_points"] <= tight.max_accuracy_drop)
+  if step["within"]:
+    assert again.rate == 0.75 and again.stopped == "stopped after 1 steps"
+  else:
+    assert again.rate == 0.5 and again.model is start.model
+    assert again.stopped.startswith("75.00% cost ")
+
+
+@pytest.mark.parametrize("overrides", [dict(prune=False), dict(prune=True, layer_rates="conv2:0.8")])
+def test_budget_needs_prune_and_uniform_rates(overrides):
+  with pytest.raises(ValueError) as e:
+    job.preflight(small_config(max_accuracy_drop=0.5, **overrides))
+  assert str(e.value) == ("--max_accuracy_drop=0.5: raises --pruning_rate step by step, so it "
+                          "needs --prune and no --layer_rates")
+
+
+def test_report_shows_the_path():
+  row = {"max_drop": 0.5, "rate": 0.95, "baseline_val_accuracy": 0.9, "stopped": "97.50% cost "
+         "0.75 points on validation, more than --max_accuracy_drop=0.5",
+         "path": [{"rate": 0.9, "val_accuracy": 0.899, "drop_points": 0.1, "within": True},
+                  {"rate": 0.95, "val_accuracy": 0.897, "drop_points": 0.3, "within": True},
+                  {"rate": 0.975, "val_accuracy": 0.8925, "drop_points": 0.75, "within": False}]}
+  assert report._budget_lines(row) == [  # pylint: disable=protected-access
+      "Accuracy budget (--max_accuracy_drop=0.5 points on validation, baseline 90.00%): kept "
+      "95.00% sparsity; 97.50% cost 0.75 points on validation, more than "
+      "--max_accuracy_drop=0.5. Path (sparsity: validation accuracy, change in points): 90.00%: "
+      "89.90% (-0.10); 95.00%: 89.70% (-0.30); 97.50%: 89.25% (-0.75, over)."]
