@@ -174,7 +174,7 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
     final, pruned_layers = result.model, result.pruned_layers
     if cfg.max_accuracy_drop is not None:
       with con.stage("budget", seconds) as info:
-        found = budget_lib.search(baseline, result, data, cfg, os.path.join(wd, "budget"),
+        found = budget_lib.search(baseline, result, data, cfg, os.path.join(wd, "logs", "budget"),
                                   [console_lib.epoch_bar(con, "budget")])
         info["summary"] = (f"kept {found.rate:.2%} sparsity ({len(found.path) - 1} step(s)); "
                            f"{found.stopped}")
