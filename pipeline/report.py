@@ -45,7 +45,21 @@ def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: S
       "exports": rows,
       "benchmark": benchmark,
       "stage_seconds": stage_seconds,
+      "tensorboard": _event_dirs(workdir),
   }
+
+
+def _event_dirs(workdir: str) -> List[str]:
+  """The run's TensorBoard directories (those holding event files), relative to it."""
+  found = set()
+  for root, _, files in os.walk(os.path.join(workdir, "logs")):
+    if any(f.startswith("events.out.tfevents") for f in files):
+      # Keras writes train/ and validation/ below each fit's directory, TF-MOT metrics/
+      # (per-layer sparsity): name the fit.
+      rel = os.path.relpath(root, workdir)
+      found.add(os.path.dirname(rel) if os.path.basename(rel) in ("train", "validation",
+                                                                  "metrics") else rel)
+  return sorted(found)
 
 
 def _speedup(e: dict) -> str:
@@ -215,6 +229,10 @@ def to_markdown(report: dict) -> str:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "
                    f"{_pct(p['model_sparsity'])}.")
+  if report.get("tensorboard"):
+    lines += ["", "Training curves (`tensorboard --logdir logs` in the run directory; loss and "
+              "accuracy per epoch, and per-layer sparsity per step while TF-MOT prunes): "
+              + ", ".join(report["tensorboard"]) + "."]
   if report["config"].get("sensitivity"):
     lines += ["", "Sensitivity of each layer of the baseline, pruned alone without fine-tuning: "
               "sensitivity.md and sensitivity.png."]

@@ -171,6 +171,9 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   assert "XNNPACK delegate" not in proc.stderr
   assert not [f for f in os.listdir(wd) if f.startswith(".tmp-")]
   assert (wd / "logs" / "prune").is_dir()  # TensorBoard pruning summaries.
+  assert report["tensorboard"] == ["logs/baseline", "logs/prune"]
+  assert "per-layer sparsity per step while TF-MOT prunes): logs/baseline, logs/prune." in (
+      wd / "report.md").read_text()
 
   # The same workdir again is refused, and the first run is left as it was.
   before = (wd / "report.json").read_text()
