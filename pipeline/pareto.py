@@ -16,7 +16,8 @@ def frontier(xs: Sequence[float], ys: Sequence[float]) -> List[int]:
   return out
 
 
-def chart(rows: Sequence[dict], x_key: str, x_label: str, path: str, log_x: bool = False) -> str:
+def chart(rows: Sequence[dict], x_key: str, x_label: str, path: str, log_x: bool = False,
+          title: str = "") -> str:
   """One marker per row (test accuracy against `x_key`); the frontier joined and labelled.
 
   Rows need "label", "test_accuracy" and `x_key`; writes `path` atomically and returns it.
@@ -36,6 +37,8 @@ def chart(rows: Sequence[dict], x_key: str, x_label: str, path: str, log_x: bool
   if log_x:
     ax.set_xscale("log")
   ax.set_xlabel(x_label)
+  if title:
+    ax.set_title(title, fontsize=8)
   ax.set_ylabel("test accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

@@ -258,6 +258,9 @@ def main(argv):
     fail(str(e))
   except job.StageError as e:
     fail(str(e), status=1)
+  except KeyboardInterrupt:
+    fail(f"interrupted; {cfg.workdir} was not changed (the same command starts it again)",
+         status=130)
 
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
   print(report_lib.to_markdown(report))

@@ -140,6 +140,10 @@ def load_baseline(path: str, input_shape=None, num_classes=None,
     raise ValueError(f"{flag}: {_reason(e)}") from None
   if not isinstance(model, keras.Model):
     raise ValueError(f"{flag}: not a Keras model (loaded {type(model).__name__})")
+  if trust:
+    # The user trusts this file: the structured surgery and TF-MOT rebuild the model from
+    # its config, which re-creates its Lambda layers; tf_keras refuses that in safe mode.
+    keras.__internal__.enable_unsafe_deserialization()
   if flatten_lib.has_nested(model):
     nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
     try:

@@ -68,6 +68,9 @@ def main(argv):
     cli.fail(str(e))
   except sweep_job.job.StageError as e:
     cli.fail(str(e), status=1)
+  except KeyboardInterrupt:
+    cli.fail(f"interrupted; the points finished so far stay in {cfg.workdir}, and the same "
+             "command resumes from them", status=130)
   print(result["markdown"])
   print(f"Sweep: {cfg.workdir}/sweep.md, sweep.json and charts; each point's report in "
         f"{cfg.workdir}/<point>/report.md; TensorBoard: tensorboard --logdir {cfg.workdir}")

@@ -217,8 +217,9 @@ def _write(cfg: Config, base_report: dict, rows: List[dict],
   paths = [pareto.chart(rows, "gzip_bytes", "gzip size (bytes), log scale",
                         os.path.join(cfg.workdir, "accuracy_vs_gzip.png"), log_x=True),
            pareto.chart([dict(r, slowdown=1 / r["speedup"]) for r in rows], "slowdown",
-                        f"latency / baseline float32 latency (paired; 1 thread, {cpu})",
-                        os.path.join(cfg.workdir, "accuracy_vs_latency.png"))]
+                        "latency / baseline float32 latency (paired, 1 thread)",
+                        os.path.join(cfg.workdir, "accuracy_vs_latency.png"),
+                        title=f"CPU: {cpu}")]
   paths += [workdir_lib.atomic_write(os.path.join(cfg.workdir, "sweep.json"), json.dumps(
                 {"cpu_description": cpu, "points": [list(p) for p in points], "rows": rows},
                 indent=2) + "\n"),

@@ -143,3 +143,13 @@ def test_per_layer_rates_are_listed_with_what_each_layer_reached(tmp_path):
                      layer_sparsity={"conv2": 0.7996, "dense1": 0.5})
   assert ("Per-layer rates asked (--layer_rates=conv2:0.8): conv2 80% (reached 79.96%), dense1 "
           "50% (reached 50.00%).") in report.to_markdown(r)
+
+
+def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path):
+  r = _report(tmp_path)
+  assert "near chance" not in report.to_markdown(r)  # 96.8% on 10 classes.
+  r["baseline"]["test_accuracy"] = 0.11
+  r["config"]["baseline_path"] = "/home/me/models/my_mobilenet.keras"
+  md = report.to_markdown(r)
+  assert md.startswith("# Pruning report: my_mobilenet.keras on mnist\n\nWARNING: the baseline's "
+                       "test accuracy, 11.00%, is near chance (10% for 10 classes)")

@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import pytest
 
@@ -67,9 +66,12 @@ BAD_FLAGS = [
 ]
 
 
-def _assert_one_line_error(proc, expected, cwd, started):
+def _assert_one_line_error(proc, expected, cwd):
   assert proc.returncode == 2, proc.stderr[-2000:]
-  assert time.monotonic() - started < 30
+  # Refused before any work: no stage after loading the data began (a wall-clock bound here
+  # failed on a busy machine; what matters is that nothing was trained).
+  assert not [l for l in proc.stderr.splitlines()
+              if l.split()[:1] and l.split()[0] in ("baseline", "structured", "prune", "export")]
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   assert errors == [expected]
   assert "Traceback" not in proc.stderr
@@ -78,9 +80,8 @@ def _assert_one_line_error(proc, expected, cwd, started):
 
 @pytest.mark.parametrize("args,expected", BAD_FLAGS, ids=[a[0] for a, _ in BAD_FLAGS])
 def test_bad_flag_one_line_nothing_written(tmp_path, args, expected):
-  started = time.monotonic()
   proc = run_cli(args, cwd=tmp_path)
-  _assert_one_line_error(proc, expected, tmp_path, started)
+  _assert_one_line_error(proc, expected, tmp_path)
   assert proc.stdout == ""
 
 
@@ -107,13 +108,12 @@ def test_bad_paths_one_line_nothing_written(tmp_path):
        "set --image_size"),
   ]
   for args, expected in cases:
-    started = time.monotonic()
     proc = run_cli(args, cwd=cwd)
     if expected.endswith("not a Keras model"):  # The loader's own reason follows in brackets.
       line = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
       assert len(line) == 1 and line[0].startswith(expected + " ("), proc.stderr[-2000:]
       expected = line[0]
-    _assert_one_line_error(proc, expected, cwd, started)
+    _assert_one_line_error(proc, expected, cwd)
   assert sorted(os.listdir(tmp_path)) == ["blocker", "cwd", "junk.keras"]
 
 

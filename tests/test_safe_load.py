@@ -8,10 +8,21 @@ from conftest import users_mobilenet
 from pipeline import safe_load
 
 
+@pytest.fixture(autouse=True)
+def _safe_mode_restored():
+  """load_baseline(trust=True) turns tf_keras' safe mode off for the process (a run trusts its
+  one model); tests share a process, so each starts as a fresh run would."""
+  from tf_keras.src.saving import serialization_lib  # pylint: disable=g-import-not-at-top
+  before = serialization_lib.in_safe_mode()
+  yield
+  serialization_lib.SAFE_MODE.safe_mode = before
+
+
 def _lambda_model():
   inp = keras.Input((28, 28, 1))
   x = keras.layers.Lambda(lambda t: t / 255.0, name="scale_by_lambda")(inp)
   x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
   return keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
 
 
@@ -35,6 +46,13 @@ def test_h5_with_a_lambda_is_refused_naming_it_unless_trusted(tmp_path):
       "or pass --trust_model if you trust its source")
   model = safe_load.load_baseline(path, (28, 28, 1), 10, trust=True)
   assert model.get_layer("scale_by_lambda") is not None
+  # Trusted, it can be pruned: the surgery rebuilds it from its config, Lambda and all.
+  from pipeline import structured, surgery  # pylint: disable=g-import-not-at-top
+  a = surgery.analyze(model)
+  keep = structured.select(a, structured.scores(a, "l1", None, None), 0.5, "per_layer", 1)
+  small = surgery.shrink(a, keep)
+  assert small.get_layer("scale_by_lambda") is not None
+  assert small.get_layer("hidden").units == 16
 
 
 def test_keras_file_with_a_lambda_is_refused_by_safe_mode(tmp_path):
