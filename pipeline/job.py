@@ -76,6 +76,10 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.prune:
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
     if cfg.layer_rates == "auto":
+      if cfg.structured_rate > 0:
+        raise ValueError("--layer_rates=auto: the sensitivity curves are measured on the "
+                         "baseline, not on the model --structured_rate leaves; set the rates "
+                         "by hand (--layer_rates=LAYER:RATE,...) with structured pruning")
       if cfg.pruning_rate > sensitivity_lib.RATES[-1]:
         raise ValueError(f"--layer_rates=auto: --pruning_rate={cfg.pruning_rate} is above the "
                          f"highest rate the sensitivity analysis measures "
@@ -127,7 +131,7 @@ def sensitivity_stage(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
 def auto_rates(baseline, curves, cfg: Config) -> Config:
   """--layer_rates=auto: cfg with the per-layer rates chosen from the sensitivity curves to
   reach --pruning_rate over the pruned layers' weights with the least predicted loss."""
-  sizes = {n: int(sparsity_lib.kernel_of(baseline.get_layer(n)).size)
+  sizes = {n: int(np.prod(sensitivity_lib.pruned_weight(baseline.get_layer(n)).shape))
            for n in prune_lib.prunable_layers(baseline, cfg.pruning_scope)}
   rates = layer_rates.allocate(curves, sizes, cfg.pruning_rate)
   logging.info("--layer_rates=auto chose, for %.0f%% overall: %s", 100 * cfg.pruning_rate,
@@ -179,6 +183,7 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
         info["summary"] = (f"kept {found.rate:.2%} sparsity ({len(found.path) - 1} step(s)); "
                            f"{found.stopped}")
       final = found.model
+      result = dataclasses.replace(result, layer_rates={n: found.rate for n in result.layer_rates})
       row["budget"] = {"max_drop": cfg.max_accuracy_drop, "rate": found.rate,
                        "baseline_val_accuracy": found.baseline_val_accuracy,
                        "path": found.path, "stopped": found.stopped}

@@ -94,9 +94,13 @@ def allocate(curves, sizes: Dict[str, int], target: float) -> Dict[str, float]:
       for j in range(at[n] + 1, len(grid)):
         gain = (grid[j] - grid[at[n]]) * sizes[n]
         cost = (loss[n][j] - loss[n][at[n]]) / gain
-        if best is None or cost < best[0] - 1e-12:
-          best = (cost, n, j)
-    _, n, j = best
+        # Ties (flat curves) go to the lower resulting rate, so layers rise together.
+        if (best is None or cost < best[0] - 1e-12 or
+            (abs(cost - best[0]) <= 1e-12 and grid[j] < best[3])):
+          best = (cost, n, j, grid[j])
+    if best is None:  # Every layer at the highest rate: as close to the target as it gets.
+      break
+    _, n, j, _ = best
     others = sum(rates[m] * sizes[m] for m in sizes if m != n)
     at[n] = j
     rates[n] = min(grid[j], (need - others) / sizes[n])

@@ -186,7 +186,8 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
   """
   schedule = schedule or schedule_steps(cfg, len(data.train))
   rates = rates_of(model, cfg)
-  names = list(rates)
+  # Sparsity is counted over every layer in scope, those a rate of 0 leaves dense included.
+  names = prunable_layers(model, cfg.pruning_scope)
   logging.info("Pruning %s: steps %d..%d every %d (%d steps/epoch, %d epochs).",
                ", ".join(f"{n} to {r:.0%}" for n, r in rates.items()), schedule.begin_step,
                schedule.end_step, schedule.frequency, schedule.steps_per_epoch,

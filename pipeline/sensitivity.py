@@ -33,6 +33,11 @@ class Curves:
   accuracy: Dict[str, List[float]]  # Layer or group name -> accuracy at each rate.
 
 
+def pruned_weight(layer):
+  """The weight TF-MOT prunes: a SeparableConv2D's pointwise kernel, else the kernel."""
+  return getattr(layer, "pointwise_kernel", None) or layer.kernel
+
+
 def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y))
 
@@ -44,20 +49,23 @@ def unstructured(model, layers: Sequence[str], rates: Sequence[float], x: np.nda
   for name in layers:
     layer = model.get_layer(name)
     weights = layer.get_weights()
-    k_index = next(i for i, w in enumerate(layer.weights) if w is layer.kernel)
+    target = pruned_weight(layer)
+    k_index = next(i for i, w in enumerate(layer.weights) if w is target)
     kernel = weights[k_index]
     order = np.argsort(np.abs(kernel), axis=None, kind="stable")
     curve = []
-    for r in rates:
-      k = kernel.copy().reshape(-1)
-      k[order[:int(round(r * k.size))]] = 0
-      trial = list(weights)
-      trial[k_index] = k.reshape(kernel.shape)
-      layer.set_weights(trial)
-      curve.append(_accuracy(model, x, y))
-      if progress:
-        progress()
-    layer.set_weights(weights)
+    try:
+      for r in rates:
+        k = kernel.copy().reshape(-1)
+        k[order[:int(round(r * k.size))]] = 0
+        trial = list(weights)
+        trial[k_index] = k.reshape(kernel.shape)
+        layer.set_weights(trial)
+        curve.append(_accuracy(model, x, y))
+        if progress:
+          progress()
+    finally:
+      layer.set_weights(weights)
     out[name] = curve
   return Curves("unstructured", list(rates), _accuracy(model, x, y), out)
 
@@ -74,20 +82,22 @@ def structured(model, rates: Sequence[float], x: np.ndarray, y: np.ndarray, skip
     saved = {p: a.model.get_layer(p).get_weights() for p in g.producers}
     order = np.argsort(scores[g.id], kind="stable")  # Weakest first.
     curve = []
-    for r in rates:
-      removed = order[:int(round(r * g.size))]
-      for p in g.producers:
-        layer = a.model.get_layer(p)
-        w = [v.copy() for v in saved[p]]
-        w[1 if type(layer).__name__ == "SeparableConv2D" else 0][..., removed] = 0
-        if getattr(layer, "use_bias", False):
-          w[-1][removed] = 0
-        layer.set_weights(w)
-      curve.append(_accuracy(a.model, x, y))
-      if progress:
-        progress()
-    for p, w in saved.items():
-      a.model.get_layer(p).set_weights(w)
+    try:
+      for r in rates:
+        removed = order[:int(round(r * g.size))]
+        for p in g.producers:
+          layer = a.model.get_layer(p)
+          w = [v.copy() for v in saved[p]]
+          w[1 if type(layer).__name__ == "SeparableConv2D" else 0][..., removed] = 0
+          if getattr(layer, "use_bias", False):
+            w[-1][removed] = 0
+          layer.set_weights(w)
+        curve.append(_accuracy(a.model, x, y))
+        if progress:
+          progress()
+    finally:
+      for p, w in saved.items():
+        a.model.get_layer(p).set_weights(w)
     out[",".join(g.producers)] = curve
   return Curves("structured", list(rates), _accuracy(a.model, x, y), out)
 

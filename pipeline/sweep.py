@@ -52,6 +52,9 @@ def main(argv):
     structured = _rates(_S_RATES.value, "structured_rates", cfg.structured_rate)
   except ValueError as e:
     cli.fail(str(e))
+  if cfg.max_accuracy_drop is not None:
+    cli.fail("--max_accuracy_drop: a sweep times the rates it is given; run the budget search "
+             "with python -m pipeline.run")
   points = [(s, u) for s in structured for u in unstructured if s or u]
   if not points:
     cli.fail("--rates and --structured_rates: nothing to prune (every rate is 0)")

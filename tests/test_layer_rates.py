@@ -75,8 +75,13 @@ def test_auto_takes_more_from_the_robust_layer_and_meets_the_target_exactly():
   assert chosen["robust"] == 0.98 and chosen["robust"] > chosen["fragile"]
   total = sum(chosen[n] * sizes[n] for n in sizes) / sum(sizes.values())
   assert abs(total - 0.9) < 1e-9
-  # noisy: 0.5 costs 2 points, 0.9 "only" 1; made non-decreasing, 0.9 costs 2 as well.
-  assert layer_rates.allocate(curves, {"noisy": 1}, 0.9) == {"noisy": 0.9}
+  # Flat curves tie at zero cost: the layers rise together instead of one to the top.
+  flat = _curves(rates, 0.9, {"a": [0.9] * 3, "b": [0.9] * 3})
+  assert layer_rates.allocate(flat, {"a": 10, "b": 10}, 0.5) == {"a": 0.5, "b": 0.5}
+  # Rounding never leaves it short of a layer to raise (it used to raise TypeError).
+  many = {f"l{i}": 1000 + 37 * i for i in range(22)}
+  top = _curves(rates, 0.9, {n: [0.9] * 3 for n in many})
+  assert all(abs(r - 0.98) < 1e-9 for r in layer_rates.allocate(top, many, 0.98).values())
 
 
 def test_auto_refuses_targets_it_has_no_curve_for():

@@ -152,4 +152,5 @@ def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path
   r["config"]["baseline_path"] = "/home/me/models/my_mobilenet.keras"
   md = report.to_markdown(r)
   assert md.startswith("# Pruning report: my_mobilenet.keras on mnist\n\nWARNING: the baseline's "
-                       "test accuracy, 11.00%, is near chance (10% for 10 classes)")
+                       "test accuracy, 11.00%, is near chance (10%: always answering the "
+                       "largest class)")
