@@ -4,7 +4,8 @@
   python -m pipeline.sweep --flagfile=configs/camera_folder.flags --data_dir=photos \\
       --structured_rates=0,0.25,0.4 --rates=0,0.8
 
-Every flag of `python -m pipeline.run` applies to each point. The baseline is trained (or
+Every flag of `python -m pipeline.run` applies to each point (WORKDIR is --workdir, by default
+runs/sweep-<dataset>, so the same command resumes the same sweep). The baseline is trained (or
 loaded with --baseline_path) once, in WORKDIR/baseline; each point (structured rate x
 unstructured rate) is a normal run in WORKDIR/s<S>_u<U> with its own report. Then all the
 .tflite files are timed together, interleaved in one process, and WORKDIR gets sweep.md,
