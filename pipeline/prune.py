@@ -115,13 +115,15 @@ def _prunable(layer: keras.layers.Layer) -> bool:
   return bool(wrapper.prunable_weights)
 
 
-def rates_of(model: keras.Model, cfg: Config) -> Dict[str, float]:
+def rates_of(model: keras.Model, cfg: Config,
+             names: Optional[List[str]] = None) -> Dict[str, float]:
   """{layer: final sparsity} for every layer to prune: --pruning_rate, or --layer_rates.
+  `names`: prunable_layers(model, cfg.pruning_scope), when the caller has them already.
 
   Raises:
     ValueError: a --layer_rates entry that cannot be parsed or matches no pruned layer.
   """
-  names = prunable_layers(model, cfg.pruning_scope)
+  names = names if names is not None else prunable_layers(model, cfg.pruning_scope)
   rates = layer_rates.resolve(layer_rates.parse(cfg.layer_rates), names, cfg.pruning_rate,
                               cfg.layer_rates)
   rates = {n: r for n, r in rates.items() if r > 0}
@@ -185,9 +187,9 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
     A PruneResult whose model is stripped of pruning wrappers.
   """
   schedule = schedule or schedule_steps(cfg, len(data.train))
-  rates = rates_of(model, cfg)
   # Sparsity is counted over every layer in scope, those a rate of 0 leaves dense included.
   names = prunable_layers(model, cfg.pruning_scope)
+  rates = rates_of(model, cfg, names)
   logging.info("Pruning %s: steps %d..%d every %d (%d steps/epoch, %d epochs).",
                ", ".join(f"{n} to {r:.0%}" for n, r in rates.items()), schedule.begin_step,
                schedule.end_step, schedule.frequency, schedule.steps_per_epoch,

@@ -35,7 +35,8 @@ class Curves:
 
 def pruned_weight(layer):
   """The weight TF-MOT prunes: a SeparableConv2D's pointwise kernel, else the kernel."""
-  return getattr(layer, "pointwise_kernel", None) or layer.kernel
+  pointwise = getattr(layer, "pointwise_kernel", None)  # A variable: no truth value.
+  return layer.kernel if pointwise is None else pointwise
 
 
 def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
@@ -85,13 +86,9 @@ def structured(model, rates: Sequence[float], x: np.ndarray, y: np.ndarray, skip
     try:
       for r in rates:
         removed = order[:int(round(r * g.size))]
-        for p in g.producers:
+        for p in g.producers:  # What surgery.masked does, in place: no copy per trial.
           layer = a.model.get_layer(p)
-          w = [v.copy() for v in saved[p]]
-          w[1 if type(layer).__name__ == "SeparableConv2D" else 0][..., removed] = 0
-          if getattr(layer, "use_bias", False):
-            w[-1][removed] = 0
-          layer.set_weights(w)
+          layer.set_weights(surgery.zeroed(layer, saved[p], removed))
         curve.append(_accuracy(a.model, x, y))
         if progress:
           progress()

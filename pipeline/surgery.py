@@ -395,13 +395,19 @@ def masked(a: Analysis, keep: Dict[int, np.ndarray]) -> keras.Model:
       continue
     removed = np.setdiff1d(np.arange(g.size), keep[g.id])
     for p in g.producers:
-      w = ref.get_layer(p).get_weights()
-      w = [x.copy() for x in w]
-      w[1 if type(ref.get_layer(p)).__name__ == "SeparableConv2D" else 0][..., removed] = 0
-      if ref.get_layer(p).use_bias:
-        w[-1][removed] = 0
-      ref.get_layer(p).set_weights(w)
+      layer = ref.get_layer(p)
+      layer.set_weights(zeroed(layer, layer.get_weights(), removed))
   return ref
+
+
+def zeroed(layer, weights: List[np.ndarray], removed: np.ndarray) -> List[np.ndarray]:
+  """Copies of a producer's `weights` with its output channels `removed` zeroed (kernel, or a
+  SeparableConv2D's pointwise kernel, and bias)."""
+  w = [x.copy() for x in weights]
+  w[1 if type(layer).__name__ == "SeparableConv2D" else 0][..., removed] = 0
+  if getattr(layer, "use_bias", False):
+    w[-1][removed] = 0
+  return w
 
 
 def max_output_difference(a: Analysis, keep, small: keras.Model, x: np.ndarray) -> float:

@@ -28,6 +28,7 @@ _S_RATES = flags.DEFINE_list("structured_rates", None, "Structured rates (fracti
                              "removed for real); every one is combined with every --rates "
                              "value. Default: --structured_rate.")
 
+
 def _rates(values, flag: str, default: float):
   """Parsed, checked and de-duplicated rates."""
   if not values:

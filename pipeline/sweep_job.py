@@ -12,6 +12,7 @@ from export import cpu as cpu_lib
 from export import timing as timing_lib
 from pipeline import console as console_lib
 from pipeline import job
+from pipeline import measure as measure_lib
 from pipeline import pareto
 from pipeline import prune as prune_lib
 from pipeline import safe_load
@@ -152,15 +153,16 @@ def _timed_rows(cfg: Config, base_report: dict, reports: dict,
   files = {f"{p}/{e['name']}": os.path.join(cfg.workdir, p, e["path"])
            for p, _, _, e, _ in entries}
   with con.stage("benchmark") as info:
-    progress, bar = con.round_progress("benchmark", 100)
+    progress, bar = con.round_progress("benchmark", measure_lib.TIMING_ROUNDS)
     try:
       with console_lib.native_output_to_log("LiteRT"):
         timings = timing_lib.measure(files, warmup_runs=cfg.benchmark_warmup_runs,
-                                     runs=cfg.benchmark_runs, rounds=100, progress=progress)
+                                     runs=cfg.benchmark_runs, rounds=measure_lib.TIMING_ROUNDS,
+                                     progress=progress)
     finally:
       bar.close()
-    info["summary"] = (f"{len(files)} files x {cfg.benchmark_runs:,} invokes in 100 "
-                       "interleaved rounds, 1 thread")
+    info["summary"] = (f"{len(files)} files x {cfg.benchmark_runs:,} invokes in "
+                       f"{measure_lib.TIMING_ROUNDS} interleaved rounds, 1 thread")
   by = {t.name: t for t in timings}
   ref_t = by["baseline/baseline_float32"]
   rows = []
@@ -198,7 +200,8 @@ def _write(cfg: Config, base_report: dict, rows: List[dict],
            f"({cfg.model if not cfg.baseline_path else cfg.baseline_path}); baseline test "
            f"accuracy {100 * base_acc:.2f}%.",
            f"CPU: {cpu}. Speed-ups are paired against baseline_float32: every file timed in "
-           f"the same process, {cfg.benchmark_runs:,} invokes each in 100 interleaved rounds "
+           f"the same process, {cfg.benchmark_runs:,} invokes each in "
+           f"{measure_lib.TIMING_ROUNDS} interleaved rounds "
            "(median of the per-round ratios, p10-p90 in brackets). Pareto: * = no file is both "
            "smaller (gzip) and more accurate; + = none both faster and more accurate.", "",
            "| point | file | sparsity | MACs | test accuracy | vs baseline | gzip | "

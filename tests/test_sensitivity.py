@@ -26,3 +26,14 @@ def test_curves_cost_accuracy_as_rates_rise_and_leave_the_model_untouched(traine
   assert f"| conv2 | {100 * un.accuracy['conv2'][0]:.1f}% | " in md
   assert (tmp_path / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert len(paths) == 3
+
+
+def test_a_separable_conv_is_measured_on_its_pointwise_kernel():
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from pipeline import sensitivity as s  # pylint: disable=g-import-not-at-top
+  layer = keras.layers.SeparableConv2D(8, 3)
+  layer.build((None, 8, 8, 4))
+  assert s.pruned_weight(layer) is layer.pointwise_kernel
+  dense = keras.layers.Dense(3)
+  dense.build((None, 4))
+  assert s.pruned_weight(dense) is dense.kernel
