@@ -8,6 +8,8 @@ DATASETS = ("mnist", "fashion_mnist", "folder")
 COLOR_MODES = ("", "rgb", "grayscale")
 MODELS = ("small_cnn", "lenet5", "mobilenet_v2", "mobilenet_v3_small")
 PRUNING_SCOPES = ("inner", "all")
+SCHEDULES = ("polynomial", "constant", "one_shot", "iterative")
+PRUNING_CRITERIA = ("magnitude", "global_magnitude", "gradient", "obd", "obs", "random")
 EXPORT_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 STRUCTURED_CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamma")
 STRUCTURED_SCOPES = ("per_layer", "global")
@@ -46,6 +48,9 @@ class Config:
   pruning_end_step: Optional[int] = None
   pruning_frequency: Optional[int] = None
   pruning_scope: str = "inner"
+  schedule: str = "polynomial"  # polynomial, constant, one_shot, iterative (schedules.py).
+  iterative_rounds: int = 3
+  pruning_criterion: str = "magnitude"  # See pipeline/criteria.py.
   max_accuracy_drop: Optional[float] = None  # Points on validation; None = no budget search.
   budget_epochs: int = 2  # Fine-tuning epochs per budget step.
   layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).
@@ -64,6 +69,8 @@ class Config:
   structured_steps: int = 1
   structured_skip_layers: str = ""  # Regex of producer layer names left whole.
   structured_fold: str = "auto"  # exact, approximate, or auto (see structured.choose_fold).
+  target_speedup: float = 0.0  # Structured rates chosen to reach it (speed_target.py); 0 = off.
+  latency_table: str = ""  # A latency table to use instead of timing one here.
   calibration_examples: int = 512  # Training images for activation-based criteria.
 
   # Export and benchmark.

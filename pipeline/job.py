@@ -21,6 +21,7 @@ from export import gates
 from export import tflite as tflite_lib
 from pipeline import budget as budget_lib
 from pipeline import console as console_lib
+from pipeline import criteria as criteria_lib
 from pipeline import data as data_lib
 from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
@@ -31,6 +32,8 @@ from pipeline import layer_rates
 from pipeline import safe_load
 from pipeline import sensitivity as sensitivity_lib
 from pipeline import sparsity as sparsity_lib
+from pipeline import schedules as schedules_lib
+from pipeline import speed_target
 from pipeline import structured as structured_lib
 from pipeline import train as train_lib
 from pipeline import workdir as workdir_lib
@@ -64,16 +67,23 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.layer_rates and not cfg.prune:
     raise ValueError(f"--layer_rates={cfg.layer_rates}: sets TF-MOT's per-layer rates, so it "
                      "needs --prune")
+  if cfg.target_speedup and cfg.structured_rate > 0:
+    raise ValueError(f"--target_speedup={cfg.target_speedup:g}: chooses the structured rates "
+                     f"itself; leave --structured_rate (now {cfg.structured_rate:g}) at 0")
+  if cfg.latency_table and not cfg.target_speedup:
+    raise ValueError(f"--latency_table={cfg.latency_table}: is read only with --target_speedup")
   data = data_lib.load_dataset(cfg)
   if cfg.baseline_path:
     baseline, fresh = safe_load.load_baseline(cfg.baseline_path, data.input_shape,
                                               data.num_classes, trust=cfg.trust_model), None
   else:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
-  if cfg.structured_rate > 0:
+  if cfg.structured_rate > 0 or cfg.target_speedup:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
+  speed_target.check(baseline or fresh, cfg)
   schedule = None
   if cfg.prune:
+    schedules_lib.check(cfg)
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
     if cfg.layer_rates == "auto":
       if cfg.structured_rate > 0:
@@ -112,26 +122,10 @@ def baseline_stage(cfg: Config, prep: Prepared, wd: str, con: console_lib.Consol
   return baseline, fit
 
 
-def sensitivity_stage(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
-                      con: console_lib.Console, seconds: dict) -> None:
-  """--sensitivity: per-layer curves of the baseline, sensitivity.{md,json,png} in the run."""
-  with con.stage("sensitivity", seconds) as info:
-    bar = con.bar(None, "sensitivity", "variant")
-    try:
-      curves = sensitivity_lib.analyze(baseline, data, cfg.pruning_scope,
-                                       cfg.structured_skip_layers, progress=lambda: bar.update(1))
-    finally:
-      bar.close()
-    sensitivity_lib.write(curves, min(len(data.validation), sensitivity_lib.EXAMPLES), wd)
-    info["summary"] = ", ".join(f"{len(c.accuracy)} {c.kind} curves" for c in curves) + (
-        f" on validation; {cfg.workdir}/sensitivity.md")
-  return curves
-
-
 def auto_rates(baseline, curves, cfg: Config) -> Config:
   """--layer_rates=auto: cfg with the per-layer rates chosen from the sensitivity curves to
   reach --pruning_rate over the pruned layers' weights with the least predicted loss."""
-  sizes = {n: int(np.prod(sensitivity_lib.pruned_weight(baseline.get_layer(n)).shape))
+  sizes = {n: int(np.prod(criteria_lib.pruned_weight(baseline.get_layer(n)).shape))
            for n in prune_lib.prunable_layers(baseline, cfg.pruning_scope)}
   rates = layer_rates.allocate(curves, sizes, cfg.pruning_rate)
   logging.info("--layer_rates=auto chose, for %.0f%% overall: %s", 100 * cfg.pruning_rate,
@@ -142,17 +136,20 @@ def auto_rates(baseline, curves, cfg: Config) -> Config:
 
 def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
                    con: console_lib.Console, seconds: dict,
-                   schedule: Optional[prune_lib.Schedule] = None):
-  """Structured (cfg.structured_rate) then unstructured (cfg.prune) pruning of a copy.
+                   schedule: Optional[prune_lib.Schedule] = None,
+                   plan: Optional[speed_target.Plan] = None):
+  """Structured (cfg.structured_rate, or the counts of `plan` for --target_speedup) then
+  unstructured (cfg.prune) pruning of a copy.
 
   Returns:
     (final model, report fields about the pruning, names of the layers TF-MOT pruned).
   """
   final, row, pruned_layers = baseline, {}, []
-  if cfg.structured_rate > 0:
+  if cfg.structured_rate > 0 or plan:
     with con.stage("structured", seconds) as info:
       structured = structured_lib.prune_structures(baseline, data, cfg, wd,
-                                                   [console_lib.epoch_bar(con, "structured")])
+                                                   [console_lib.epoch_bar(con, "structured")],
+                                                   counts=plan and plan.counts)
       info["summary"] = (f"{cfg.structured_criterion}, {cfg.structured_scope}: parameters "
                          f"{structured.params_before:,} -> {structured.params_after:,}, MACs "
                          f"{structured.macs_after / structured.macs_before:.2f}x")
@@ -165,6 +162,8 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
         "fold_reason": structured.fold_reason,
         # Reported only (nothing is chosen by it): what the structured stage alone kept.
         "test_accuracy": train_lib.evaluate(final, data.test)}
+    if plan:
+      row["structured"]["target"] = dataclasses.asdict(plan)
   if cfg.prune:
     with con.stage("prune", seconds) as info:
       result = prune_lib.prune(final, data, cfg, wd, schedule,
@@ -173,8 +172,11 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
       names = result.pruned_layers
       on = (", ".join(names) if len(names) <= 6 else
             f"{len(names)} layers ({names[0]} ... {names[-1]})")
-      info["summary"] = (f"TF-MOT PolynomialDecay to {reached:.1%} sparsity on {on}, kept "
-                         f"epoch {result.fit.best_epoch}")
+      how = {"polynomial": "TF-MOT PolynomialDecay", "constant": "TF-MOT ConstantSparsity",
+             "one_shot": f"{cfg.pruning_criterion}, one-shot",
+             "iterative": f"{cfg.pruning_criterion}, {cfg.iterative_rounds} iterative rounds"}
+      info["summary"] = (f"{how[cfg.schedule]} to {reached:.1%} sparsity on {on}, kept epoch "
+                         f"{result.fit.best_epoch or '-'}")
     final, pruned_layers = result.model, result.pruned_layers
     if cfg.max_accuracy_drop is not None:
       with con.stage("budget", seconds) as info:
@@ -213,6 +215,8 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
     logging.warning("%s", note)
   try:
     report = _stages(cfg, prep, flags_text, wd, con)
+  except speed_target.Unreachable:
+    raise  # Bad input only the measured table could tell: one line, as a flag error.
   except Exception as e:  # pylint: disable=broad-except  (any failure: one line, log has it)
     # The traceback goes to the log file only; the console gets the one line raised below.
     handler.handle(py_logging.getLogger(__name__).makeRecord(
@@ -237,9 +241,10 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   baseline, fit = baseline_stage(cfg, prep, wd, con, seconds)
   prune_cfg = cfg
   if cfg.sensitivity or cfg.layer_rates == "auto":
-    curves = sensitivity_stage(baseline, data, cfg, wd, con, seconds)
+    curves = sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds)
     if cfg.layer_rates == "auto":
       prune_cfg = auto_rates(baseline, curves[0], cfg)
+  plan = speed_target.stage(baseline, data, cfg, wd, con, seconds) if cfg.target_speedup else None
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
   baseline_row = {
       "test_accuracy": _accuracy(outputs["baseline"], data.test.labels),
@@ -252,7 +257,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
 
   final, pruned_row, pruned_layers = pruning_stages(baseline, data, prune_cfg, wd, con, seconds,
-                                                    prep.schedule)
+                                                    prep.schedule, plan)
   models = {"baseline": baseline}
   if final is not baseline:
     workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))

@@ -1,4 +1,5 @@
-"""Pruning stage: wrap with prune_low_magnitude under PolynomialDecay, fine-tune, then strip."""
+"""Pruning stage: wrap with prune_low_magnitude under PolynomialDecay (or ConstantSparsity),
+fine-tune, then strip; one-shot, iterative and other criteria are in pipeline/schedules.py."""
 
 import dataclasses
 import math
@@ -12,6 +13,7 @@ import tensorflow_model_optimization as tfmot  # Public API only (tfmot.sparsity
 from pipeline import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline import layer_rates
+from pipeline import schedules as schedules_lib
 from pipeline import sparsity as sparsity_lib
 from pipeline import train as train_lib
 from pipeline.config import Config
@@ -61,6 +63,8 @@ def schedule_steps(cfg: Config, train_examples: int) -> Schedule:
   """
   steps_per_epoch = math.ceil(train_examples / cfg.batch_size)
   total = steps_per_epoch * cfg.fine_tune_epochs
+  if cfg.schedule in ("one_shot", "iterative"):  # The mask is set once, on step 1 of a fit.
+    return Schedule(1, 1, 1, steps_per_epoch, total)
   begin = 0 if cfg.pruning_begin_step is None else cfg.pruning_begin_step
   freq = cfg.pruning_frequency or max(1, min(100, steps_per_epoch // 4))
   run = (f"{train_examples} training examples with --batch_size={cfg.batch_size} and "
@@ -137,10 +141,14 @@ def _wrap(model: keras.Model, rates: Dict[str, float], schedule: Schedule,
           cfg: Config) -> keras.Model:
   """A copy of `model` with the layers of `rates` wrapped for pruning, each under its own
   PolynomialDecay to its rate; `model` itself is left untouched."""
-  decays = {n: tfmot.sparsity.keras.PolynomialDecay(
-      initial_sparsity=min(cfg.initial_sparsity, r), final_sparsity=r,
-      begin_step=schedule.begin_step, end_step=schedule.end_step, frequency=schedule.frequency)
-            for n, r in rates.items()}
+  if cfg.schedule == "constant":  # The target from the first step, masks re-chosen as it goes.
+    decays = {n: tfmot.sparsity.keras.ConstantSparsity(
+        r, begin_step=schedule.begin_step, frequency=schedule.frequency) for n, r in rates.items()}
+  else:
+    decays = {n: tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=min(cfg.initial_sparsity, r), final_sparsity=r,
+        begin_step=schedule.begin_step, end_step=schedule.end_step, frequency=schedule.frequency)
+              for n, r in rates.items()}
 
   # Wrap the layers of a throwaway copy, as the TF-MOT guide does with clone_model: the
   # wrappers share the copy's weights, never the baseline's.
@@ -169,6 +177,15 @@ def strip(pruned: keras.Model, check_images: np.ndarray) -> keras.Model:
   return stripped
 
 
+def _check_reached(model: keras.Model, rates: Dict[str, float], how: str) -> None:
+  """Never report a sparsity that was not reached: each layer within a point of its rate."""
+  for name, rate in rates.items():
+    reached = sparsity_lib.summarize(model, [name])["sparsity"]
+    if abs(reached - rate) > 0.01:
+      raise RuntimeError(f"{name} reached {100 * reached:.1f}% sparsity, not the "
+                         f"{100 * rate:.1f}% asked for ({how})")
+
+
 def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
           schedule: Optional[Schedule] = None, callbacks=()) -> PruneResult:
   """Prunes a trained model to `cfg.pruning_rate` sparsity (per layer: `cfg.layer_rates`)
@@ -194,23 +211,26 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
                ", ".join(f"{n} to {r:.0%}" for n, r in rates.items()), schedule.begin_step,
                schedule.end_step, schedule.frequency, schedule.steps_per_epoch,
                cfg.fine_tune_epochs)
+  if cfg.schedule in ("one_shot", "iterative"):
+    stripped, fit, left = schedules_lib.prune(model, data, cfg, workdir, rates, strip, callbacks)
+    if cfg.pruning_criterion == "global_magnitude":
+      rates = left  # One threshold: each layer's own rate is what it chose.
+    _check_reached(stripped, rates, f"{cfg.schedule}, {cfg.pruning_criterion}")
+    return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=fit,
+                       layer_rates=rates)
   keras.utils.set_random_seed(cfg.seed)
   wrapped = _wrap(model, rates, schedule, cfg)
   log_dir = os.path.join(workdir, "logs", "prune")
   result = train_lib.fit(
       wrapped, data, epochs=cfg.fine_tune_epochs, batch_size=cfg.batch_size,
       learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed, log_dir=log_dir,
-      verbose=cfg.verbose, first_best_epoch=schedule.target_epoch,
+      verbose=cfg.verbose,
+      first_best_epoch=0 if cfg.schedule == "constant" else schedule.target_epoch,
       callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
                  tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir), *callbacks],
       augment=augment_lib.augmentation(cfg))
   stripped = strip(wrapped, data_lib.sample(data.test, 256)[0])
-  for name, rate in rates.items():  # Never report a sparsity that was not reached.
-    reached = sparsity_lib.summarize(stripped, [name])["sparsity"]
-    if abs(reached - rate) > 0.01:
-      raise RuntimeError(f"{name} reached {100 * reached:.1f}% sparsity, not the "
-                         f"{100 * rate:.1f}% asked for (schedule steps {schedule.begin_step}.."
-                         f"{schedule.end_step} every {schedule.frequency} of "
-                         f"{schedule.total_steps})")
+  _check_reached(stripped, rates, f"schedule steps {schedule.begin_step}..{schedule.end_step} "
+                 f"every {schedule.frequency} of {schedule.total_steps}")
   return PruneResult(model=stripped, pruned_layers=names, schedule=schedule, fit=result,
                      layer_rates=rates)

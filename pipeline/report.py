@@ -67,7 +67,7 @@ def _speedup(e: dict) -> str:
   return f"{e['speedup']:.2f}x ({e['speedup_p10']:.2f}-{e['speedup_p90']:.2f})"
 
 
-def _structured_lines(st: dict) -> List[str]:
+def _structured_lines(st: dict, exports: Sequence[dict] = ()) -> List[str]:
   """What structured pruning removed, group by group, as measured (not as requested)."""
   diffs = max(step["max_abs_diff_vs_masked"] for step in st["steps"])
   before = {g: sizes[0] for g, sizes in st["steps"][0]["groups"].items()}
@@ -93,9 +93,14 @@ def _structured_lines(st: dict) -> List[str]:
   if st.get("channel_multiple", 1) > 1:
     how += (f"; kept counts rounded to the nearest multiple of {st['channel_multiple']}, the "
             "channel tile of XNNPACK's float kernels")
+  target = st.get("target")
+  if target:
+    how = (f"--target_speedup={target['target']:g}: kept counts per group chosen from the latency "
+           "table and each group's validation loss")
+  asked = (f"for {target['target']:g}x" if target else f"asked {st['rate']:.0%}")
   lines = [f"Structured pruning ({st['criterion']}, {st['scope']}: {how}; {len(st['steps'])} "
            f"step(s)) removed {total_before - total_after:,} of {total_before:,} channels "
-           f"({1 - total_after / max(1, total_before):.0%}; asked {st['rate']:.0%}); "
+           f"({1 - total_after / max(1, total_before):.0%}; {asked}); "
            f"{pruned} group(s) pruned, {len(st['skipped'])} producer(s) left whole; {check}. "
            "Channels kept per group: " + ", ".join(
                f"{g} {after[g]}/{before[g]}" for g in before) + "."]
@@ -103,7 +108,26 @@ def _structured_lines(st: dict) -> List[str]:
     lines.append(f"After structured pruning and its fine-tuning, before anything else: test "
                  f"accuracy {_pct(st['test_accuracy'])}.")
   lines += [f"- left whole: {layer}: {reason}" for layer, reason in sorted(st["skipped"].items())]
-  return lines
+  return lines + _target_lines(target, exports)
+
+
+def _target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
+  """--target_speedup: what the allocation aimed at, predicted and measured, and the final file's
+  paired speed-up against the target."""
+  if not target:
+    return []
+  tries = "; ".join(f"{t.get('path', 'main')} path step {t['step']}: predicted {t['predicted']:.2f}x, measured "
+                    f"{t['measured']:.2f}x" for t in target["tries"]) or (
+                        f"predicted {target['predicted']:.2f}x (not timed here)")
+  final = next((e for e in exports if e["name"] == "pruned_float32"), None)
+  verdict = ""
+  if final:
+    off = final["speedup"] / target["target"] - 1
+    verdict = (f" Final: pruned_float32 is {_speedup(final)} faster than baseline_float32, "
+               f"{off:+.0%} against the target.")
+  return [f"Latency target {target['target']:g}x (table {target['source']}; latency_table.md); "
+          f"allocations timed on the way (the first within 10% below the target or above it is kept): "
+          f"{tries}.{verdict}"]
 
 
 def _budget_lines(row: Optional[dict]) -> List[str]:
@@ -225,7 +249,7 @@ def to_markdown(report: dict) -> str:
               f"{b['macs'] / 1e6:.2f}M, pruned {p['macs'] / 1e6:.2f}M "
               f"({p['macs'] / b['macs']:.2f}x)."]
     if p.get("structured"):
-      lines += _structured_lines(p["structured"])
+      lines += _structured_lines(p["structured"], report["exports"])
     if p.get("layer_rates") and report["config"].get("layer_rates"):
       how = ("auto, chosen from the sensitivity curves to reach "
              f"{report['config']['pruning_rate']:.0%} over these layers with the least "

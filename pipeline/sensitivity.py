@@ -15,6 +15,7 @@ from typing import Dict, List, Sequence
 from absl import logging
 import numpy as np
 
+from pipeline import criteria
 from pipeline import data as data_lib
 from pipeline import prune as prune_lib
 from pipeline import structured as structured_lib
@@ -33,12 +34,6 @@ class Curves:
   accuracy: Dict[str, List[float]]  # Layer or group name -> accuracy at each rate.
 
 
-def pruned_weight(layer):
-  """The weight TF-MOT prunes: a SeparableConv2D's pointwise kernel, else the kernel."""
-  pointwise = getattr(layer, "pointwise_kernel", None)  # A variable: no truth value.
-  return layer.kernel if pointwise is None else pointwise
-
-
 def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y))
 
@@ -50,7 +45,7 @@ def unstructured(model, layers: Sequence[str], rates: Sequence[float], x: np.nda
   for name in layers:
     layer = model.get_layer(name)
     weights = layer.get_weights()
-    target = pruned_weight(layer)
+    target = criteria.pruned_weight(layer)
     k_index = next(i for i, w in enumerate(layer.weights) if w is target)
     kernel = weights[k_index]
     order = np.argsort(np.abs(kernel), axis=None, kind="stable")
@@ -78,25 +73,32 @@ def structured(model, rates: Sequence[float], x: np.ndarray, y: np.ndarray, skip
   scores = structured_lib.scores(a, "l1", None, None)
   out = {}
   for g in a.prunable():
-    if g.id not in scores:
-      continue
-    saved = {p: a.model.get_layer(p).get_weights() for p in g.producers}
-    order = np.argsort(scores[g.id], kind="stable")  # Weakest first.
-    curve = []
-    try:
-      for r in rates:
-        removed = order[:int(round(r * g.size))]
-        for p in g.producers:  # What surgery.masked does, in place: no copy per trial.
-          layer = a.model.get_layer(p)
-          layer.set_weights(surgery.zeroed(layer, saved[p], removed))
-        curve.append(_accuracy(a.model, x, y))
-        if progress:
-          progress()
-    finally:
-      for p, w in saved.items():
-        a.model.get_layer(p).set_weights(w)
-    out[",".join(g.producers)] = curve
+    if g.id in scores:
+      out[",".join(g.producers)] = zeroed_accuracy(
+          a, g, scores[g.id], [int(round(r * g.size)) for r in rates], x, y, progress)
   return Curves("structured", list(rates), _accuracy(a.model, x, y), out)
+
+
+def zeroed_accuracy(a: surgery.Analysis, g: surgery.Group, score: np.ndarray,
+                    removed_counts: Sequence[int], x: np.ndarray, y: np.ndarray,
+                    progress=None) -> List[float]:
+  """Accuracy of `a.model` with group `g`'s lowest-scored channels zeroed at its producers,
+  for each count removed; the weights are restored afterwards."""
+  saved = {p: a.model.get_layer(p).get_weights() for p in g.producers}
+  order = np.argsort(score, kind="stable")  # Weakest first.
+  curve = []
+  try:
+    for n in removed_counts:
+      for p in g.producers:  # What surgery.masked does, in place: no copy per trial.
+        layer = a.model.get_layer(p)
+        layer.set_weights(surgery.zeroed(layer, saved[p], order[:n]))
+      curve.append(_accuracy(a.model, x, y))
+      if progress:
+        progress()
+  finally:
+    for p, w in saved.items():
+      a.model.get_layer(p).set_weights(w)
+  return curve
 
 
 def analyze(model, data: data_lib.Dataset, pruning_scope: str, skip: str = "",
@@ -159,3 +161,18 @@ def write(curves: Sequence[Curves], examples: int, out_dir: str) -> List[str]:
               {"examples": examples, "curves": [dataclasses.asdict(c) for c in curves]},
               indent=2) + "\n"),
           chart(curves, os.path.join(out_dir, "sensitivity.png"))]
+
+
+def stage(baseline, data: data_lib.Dataset, cfg, wd: str, con, seconds: dict) -> List[Curves]:
+  """--sensitivity: per-layer curves of the baseline, sensitivity.{md,json,png} in the run."""
+  with con.stage("sensitivity", seconds) as info:
+    bar = con.bar(None, "sensitivity", "variant")
+    try:
+      curves = analyze(baseline, data, cfg.pruning_scope, cfg.structured_skip_layers,
+                       progress=lambda: bar.update(1))
+    finally:
+      bar.close()
+    write(curves, min(len(data.validation), EXAMPLES), wd)
+    info["summary"] = ", ".join(f"{len(c.accuracy)} {c.kind} curves" for c in curves) + (
+        f" on validation; {cfg.workdir}/sensitivity.md")
+  return curves

@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -186,9 +186,26 @@ def select(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], rate: float
           for gid, s in group_scores.items()}
 
 
+def toward(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], counts: Dict[str, int],
+           start: Dict[str, int], fraction: float) -> Dict[int, np.ndarray]:
+  """{group id: best-scored channels kept} on the way to `counts` (group name -> kept count,
+  from `start` channels): at `fraction` of the steps, start * (counts / start) ** fraction
+  channels, so every step keeps the same fraction; exactly `counts` at 1."""
+  keep = {}
+  for g in a.prunable():
+    name = ",".join(g.producers)
+    if name in counts and g.id in group_scores:
+      n = int(round(start[name] * (counts[name] / start[name]) ** fraction))
+      n = min(g.size, max(counts[name], n))
+      keep[g.id] = np.sort(np.argsort(-group_scores[g.id], kind="stable")[:n])
+  return keep
+
+
 def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
-                     workdir: str, callbacks=()) -> StructuredResult:
-  """Removes `cfg.structured_rate` of the channels in `cfg.structured_steps` steps.
+                     workdir: str, callbacks=(),
+                     counts: Optional[Dict[str, int]] = None) -> StructuredResult:
+  """Removes `cfg.structured_rate` of the channels (or, given `counts`, keeps that many
+  channels of each named group: --target_speedup) in `cfg.structured_steps` steps.
 
   Each step scores the channels, rebuilds a smaller model, checks that it equals the masked
   original before any fine-tuning, then fine-tunes it (fine_tune_epochs split over the steps,
@@ -203,6 +220,8 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
   current, steps, skipped = model, [], {}
   params0, macs0 = model.count_params(), macs_lib.count(model)
   fold, fold_reason = choose_fold(model, cfg)
+  start = {",".join(g.producers): g.size
+           for g in surgery.analyze(model, cfg.structured_skip_layers, fold).prunable()}
   logging.info("Structured fold: %s (%s).", fold, fold_reason)
   for step in range(cfg.structured_steps):
     a = surgery.analyze(current, cfg.structured_skip_layers, fold)
@@ -210,10 +229,13 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     s = scores(a, cfg.structured_criterion, x_cal, y_cal)
     skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
                     for g in a.prunable() if g.id not in s for p in g.producers})
-    keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
-    keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
-                                      cfg.channel_multiple, cfg.min_channels)
-    skipped.update({p: why for g, why in whole.items() for p in a.groups[g].producers})
+    if counts:  # Already multiples of --channel_multiple (pipeline/latency_table.py).
+      keep = toward(a, s, counts, start, (step + 1) / cfg.structured_steps)
+    else:
+      keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
+      keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
+                                        cfg.channel_multiple, cfg.min_channels)
+      skipped.update({p: why for g, why in whole.items() for p in a.groups[g].producers})
     small = surgery.shrink(a, keep)
     diff = surgery.max_output_difference(a, keep, small, x_cal[:64])
     approximate = [",".join(a.groups[g].producers) for g in a.approximate

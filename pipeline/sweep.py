@@ -57,6 +57,9 @@ def main(argv):
   if cfg.max_accuracy_drop is not None:
     cli.fail("--max_accuracy_drop: a sweep times the rates it is given; run the budget search "
              "with python -m pipeline.run")
+  if cfg.target_speedup:
+    cli.fail(f"--target_speedup={cfg.target_speedup:g}: a sweep times the rates it is given; "
+             "run the latency target with python -m pipeline.run")
   points = [(s, u) for s in structured for u in unstructured if s or u]
   if not points:
     cli.fail("--rates and --structured_rates: nothing to prune (every rate is 0)")

@@ -23,17 +23,29 @@ def test_search_raises_sparsity_while_validation_allows_and_keeps_the_last_withi
   assert found.stopped == "stopped after 2 steps"
   assert (tmp_path / "b" / "step_2" / "logs" / "prune").is_dir()
 
-  # A budget just above the start's own drop: the step is kept exactly when it stays within.
-  tight = small_config(**{**cfg.__dict__,
-                          "max_accuracy_drop": found.path[0]["drop_points"] + 1e-6})
-  again = budget.search(trained_cnn, start, mnist_small, tight, str(tmp_path / "c"), max_steps=1)
-  step = again.path[1]
-  assert step["within"] == (step["drop_points"] <= tight.max_accuracy_drop)
-  if step["within"]:
-    assert again.rate == 0.75 and again.stopped == "stopped after 1 steps"
-  else:
-    assert again.rate == 0.5 and again.model is start.model
-    assert again.stopped.startswith("75.00% cost ")
+
+
+def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before(
+    trained_cnn, mnist_small, tmp_path):
+  # From 90%, steps go to 95, 97.5, 98.75, 99.4% ... with one epoch each: with a budget of the
+  # start's own drop + 3 points, one of them must cross it (99% of the weights gone).
+  cfg = small_config(prune=True, pruning_rate=0.9, fine_tune_epochs=2, budget_epochs=1)
+  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"))
+  probe = budget.search(trained_cnn, start, mnist_small,
+                        small_config(**{**cfg.__dict__, "max_accuracy_drop": 100.0}),
+                        str(tmp_path / "probe"), max_steps=0)
+  limit = probe.path[0]["drop_points"] + 3.0
+  found = budget.search(trained_cnn, start, mnist_small,
+                        small_config(**{**cfg.__dict__, "max_accuracy_drop": limit}),
+                        str(tmp_path / "b"), max_steps=5)
+  over = found.path[-1]
+  assert not over["within"] and over["drop_points"] > limit, found.path
+  assert all(p["within"] for p in found.path[:-1])
+  assert found.rate == found.path[-2]["rate"]  # The last step within, not the one over.
+  reached = sparsity.summarize(found.model, start.pruned_layers)["sparsity"]
+  assert abs(reached - found.rate) < 0.01
+  assert found.stopped == (f"{100 * over['rate']:.2f}% cost {over['drop_points']:.2f} points on "
+                           f"validation, more than --max_accuracy_drop={limit:g}")
 
 
 @pytest.mark.parametrize("overrides", [dict(prune=False), dict(prune=True, layer_rates="conv2:0.8")])

@@ -62,6 +62,9 @@ BAD_FLAGS = [
      "<l1|l2|apoz|mean_activation|taylor|bn_gamma>"),
     (["--structured_skip_layers=conv[("],
      "error: flag --structured_skip_layers=conv[(: must be a valid regex"),
+    (["--target_speedup=0.5"],
+     "error: flag --target_speedup=0.5: must be 0 (off) or above 1: how many times faster than "
+     "the dense file"),
     (["stray"], "error: unexpected arguments: stray (flags take the form --name=value)"),
 ]
 

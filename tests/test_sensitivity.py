@@ -30,7 +30,7 @@ def test_curves_cost_accuracy_as_rates_rise_and_leave_the_model_untouched(traine
 
 def test_a_separable_conv_is_measured_on_its_pointwise_kernel():
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  from pipeline import sensitivity as s  # pylint: disable=g-import-not-at-top
+  from pipeline import criteria as s  # pylint: disable=g-import-not-at-top
   layer = keras.layers.SeparableConv2D(8, 3)
   layer.build((None, 8, 8, 4))
   assert s.pruned_weight(layer) is layer.pointwise_kernel

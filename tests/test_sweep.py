@@ -74,3 +74,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
       f"error: --workdir={tmp_path}/mine: exists and is not a sweep (no sweep_config.json); "
       "choose another --workdir")
   assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+  proc = run_cli(["--flagfile=configs/smoke.flags", "--rates=0.5", "--target_speedup=3",
+                  f"--workdir={tmp_path}/t"], cwd=REPO, module="pipeline.sweep")
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+      "error: --target_speedup=3: a sweep times the rates it is given; run the latency target "
+      "with python -m pipeline.run")
+  assert not (tmp_path / "t").exists()
