@@ -32,29 +32,30 @@ def _run(args, workdir):
     return json.load(f)
 
 
-def uniform_rate(baseline_path: str, speedup: float, multiple: int = 8, min_channels: int = 4):
-  """(rate, measured speed-up, kept counts) of the uniform rate closest to `speedup`."""
+def uniform_rate(baseline_path: str, speedup: float, cfg):
+  """(rate, its measured speed-up, {rate: speed-up}) of the uniform --structured_rate whose
+  float32 file is closest in speed to `speedup`, built as the structured stage builds it
+  (cfg's fold, skip regex, --channel_multiple, --min_channels)."""
   import tempfile  # pylint: disable=g-import-not-at-top
   from export import timing  # pylint: disable=g-import-not-at-top
-  from pipeline import latency_table, rounding, safe_load, structured, surgery  # pylint: disable=g-import-not-at-top
-  model = safe_load.load_baseline(baseline_path, None, None)
-  a = surgery.analyze(model)
+  # pylint: disable=g-import-not-at-top
+  from pipeline import latency_table, rounding, safe_load, speed_target, structured, surgery
+  model = safe_load.load_baseline(baseline_path)
+  a = speed_target.analysis(model, cfg)
   scores = structured.scores(a, "l1", None, None)
   with tempfile.TemporaryDirectory() as tmp:
     files = {"dense": latency_table.export_float32(model, os.path.join(tmp, "dense.tflite"))}
-    kept = {}
     for r in RATES:
-      keep = structured.select(a, scores, r, "per_layer", min_channels)
-      keep, _ = rounding.round_kept(keep, scores, {g: a.groups[g].size for g in keep}, multiple,
-                                    min_channels)
-      kept[r] = {",".join(a.groups[g].producers): len(k) for g, k in keep.items()}
-      files[f"{r:.2f}"] = latency_table.export_float32(surgery.shrink(a, keep),
-                                                os.path.join(tmp, f"{r:.2f}.tflite"))
+      keep = structured.select(a, scores, r, "per_layer", cfg.min_channels)
+      keep, _ = rounding.round_kept(keep, scores, {g: a.groups[g].size for g in keep},
+                                    cfg.channel_multiple, cfg.min_channels)
+      files[f"{r:.2f}"] = latency_table.export_float32(
+          surgery.shrink(a, keep), os.path.join(tmp, f"{r:.2f}.tflite"))
     timings = timing.measure(files, warmup_runs=20, runs=5000, rounds=100)
   ref = timings[0]
   speeds = {r: timing.speedup(ref, t).paired for r, t in zip(RATES, timings[1:])}
   best = min(RATES, key=lambda r: abs(speeds[r] - speedup))
-  return float(best), speeds[best], kept[best], speeds
+  return float(best), speeds[best], speeds
 
 
 def main():
@@ -69,7 +70,10 @@ def main():
   target = _run(common + [f"--target_speedup={args.target:g}"],
                 os.path.join(args.workdir, "target"))
   t_file = next(e for e in target["exports"] if e["name"] == "pruned_float32")
-  rate, speed, counts, speeds = uniform_rate(args.baseline_path, t_file["speedup"])
+  from pipeline import config  # pylint: disable=g-import-not-at-top
+  cfg = config.Config(**{k: v for k, v in target["config"].items()
+                         if k in config.Config.__dataclass_fields__ and k != "export_formats"})
+  rate, speed, speeds = uniform_rate(args.baseline_path, t_file["speedup"], cfg)
   print(f"uniform rates measured: {', '.join(f'{r:.2f}: {s:.2f}x' for r, s in speeds.items())};"
         f" closest to {t_file['speedup']:.2f}x: {rate:.2f} ({speed:.2f}x)", file=sys.stderr)
   uniform = _run(common + [f"--structured_rate={rate:g}"], os.path.join(args.workdir, "uniform"))
@@ -92,14 +96,19 @@ def main():
              f"uniform --structured_rate={rate:g}")
     rows.append(f"| {label} | {kept} | {100 * acc[name]:.2f}% | "
                 f"{100 * (acc[name] - base_acc):+.2f} | {paired[name].describe()} |")
+  same = (target["pruned"]["structured"]["steps"][-1]["groups"] ==
+          uniform["pruned"]["structured"]["steps"][-1]["groups"])
   off = paired["target"].paired / args.target - 1
   met = lambda ok: "met" if ok else "NOT met"  # pylint: disable=unnecessary-lambda-assignment
   rows += ["", f"CPU: {cpu.read().describe()}. Baseline {100 * base_acc:.2f}%.",
            f"- --target_speedup={args.target:g}: measured {paired['target'].paired:.2f}x, "
-           f"{off:+.0%} (within 15%: {met(abs(off) <= 0.15)}).",
+           f"{off:+.0%} (issue #10 asks within 15%, the search keeps one within 5% where it "
+           f"can: {met(abs(off) <= 0.15)}).",
            f"- accuracy at that speed against uniform ({paired['uniform'].paired:.2f}x): "
            f"{100 * (acc['target'] - acc['uniform']):+.2f} points "
-           f"({met(acc['target'] >= acc['uniform'])})."]
+           f"({met(acc['target'] >= acc['uniform'])})"
+           + (": the same channel counts in every group, so the same model, fine-tuned twice; "
+              "the difference is run-to-run noise." if same else ".")]
   print("\n".join(rows))
 
 

@@ -32,6 +32,8 @@ class Layer:
   macs: int  # Multiply-accumulates per inference (batch 1).
   shape: tuple = ()  # Weight tensor shape as stored ([out, kh, kw, in] for CONV_2D).
   scales: Optional[tuple] = None  # Quantization scales of int8 weights (one per channel or one).
+  # The stored weights, flat, when stored dense (None when sparse-encoded).
+  values: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
 
   @property
   def sparsity(self) -> float:
@@ -123,7 +125,8 @@ def read(path_or_bytes, layer_names=None) -> Graph:
     else:  # FULLY_CONNECTED, weights [out, in]
       macs = int(np.prod(out_shape)) * w_shape[-1]
     layers.append(Layer(name, _layer_name(tensor.name.decode(), known), dense_size, zeros, sparse,
-                        np.dtype(dtype).name, macs, tuple(w_shape), scales or None))
+                        np.dtype(dtype).name, macs, tuple(w_shape), scales or None,
+                        None if sparse or values.size != dense_size else values))
   return Graph(layers, op_names)
 
 

@@ -51,6 +51,8 @@ class Config:
   schedule: str = "polynomial"  # polynomial, constant, one_shot, iterative (schedules.py).
   iterative_rounds: int = 3
   pruning_criterion: str = "magnitude"  # See pipeline/criteria.py.
+  sparsity_m_by_n: str = ""  # "2,4": TF-MOT's M:N pattern (pipeline/patterns.py).
+  block_size: str = ""  # "1,4": TF-MOT's block sparsity, Dense layers only.
   max_accuracy_drop: Optional[float] = None  # Points on validation; None = no budget search.
   budget_epochs: int = 2  # Fine-tuning epochs per budget step.
   layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).

@@ -26,6 +26,7 @@ from pipeline import data as data_lib
 from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
 from pipeline import models as models_lib
+from pipeline import patterns
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
 from pipeline import layer_rates
@@ -84,11 +85,13 @@ def preflight(cfg: Config) -> Prepared:
   schedule = None
   if cfg.prune:
     schedules_lib.check(cfg)
+    patterns.check(cfg)
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
     if cfg.layer_rates == "auto":
-      if cfg.structured_rate > 0:
+      if cfg.structured_rate > 0 or cfg.target_speedup:
+        flag = ("--target_speedup" if cfg.target_speedup else "--structured_rate")
         raise ValueError("--layer_rates=auto: the sensitivity curves are measured on the "
-                         "baseline, not on the model --structured_rate leaves; set the rates "
+                         f"baseline, not on the model {flag} leaves; set the rates "
                          "by hand (--layer_rates=LAYER:RATE,...) with structured pruning")
       if cfg.pruning_rate > sensitivity_lib.RATES[-1]:
         raise ValueError(f"--layer_rates=auto: --pruning_rate={cfg.pruning_rate} is above the "
@@ -215,8 +218,13 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
     logging.warning("%s", note)
   try:
     report = _stages(cfg, prep, flags_text, wd, con)
-  except speed_target.Unreachable:
-    raise  # Bad input only the measured table could tell: one line, as a flag error.
+  except speed_target.BadTarget as e:  # Bad input only the latency stage could tell.
+    trained = os.path.join(wd, "baseline.keras")
+    kept = (f" (the trained baseline is kept in {trained}: pass it as --baseline_path to try "
+            "again without training)" if not cfg.baseline_path and os.path.exists(trained)
+            else "")
+    logging.error("%s%s", e, kept)
+    raise speed_target.BadTarget(f"{e}{kept}") from None
   except Exception as e:  # pylint: disable=broad-except  (any failure: one line, log has it)
     # The traceback goes to the log file only; the console gets the one line raised below.
     handler.handle(py_logging.getLogger(__name__).makeRecord(
@@ -280,6 +288,8 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
       os.path.join(wd, "tflite"), int8_io=cfg.int8_io, runs=cfg.benchmark_runs,
       warmup_runs=cfg.benchmark_warmup_runs, bounds=bounds_of(cfg), console=con,
       seconds=seconds)
+  if pruned_row and (cfg.sparsity_m_by_n or cfg.block_size):
+    pruned_row["pattern"] = patterns.check_rows(rows, pruned_layers, cfg)
   with con.stage("report", seconds) as info:
     report = report_lib.build(
         cfg, data.summary(), baseline_row, pruned_row, rows,

@@ -27,6 +27,7 @@ from pipeline import surgery
 from pipeline import workdir as workdir_lib
 
 MAX_CANDIDATES = 8  # Kept counts timed per group, at most (spread evenly).
+CHUNK = 24  # Candidate files open at once while timing.
 ROUNDS = 50
 SECONDS = 60.0  # What the timing of the whole table aims to take.
 FILE = "latency_table.json"
@@ -38,7 +39,7 @@ class Entry:
   channels: int  # Before pruning.
   kept: List[int]  # Candidate kept counts, descending.
   ms: List[float]  # Latency of the model with only this group shrunk to each count.
-  files: List[str]  # The candidate files (relative to the table), for timing elsewhere.
+  files: List[str]  # The candidate files (relative to the run directory), to time elsewhere.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +47,7 @@ class Table:
   reference_ms: float  # The dense float32 export.
   entries: Dict[str, Entry]
   source: str  # Where it was timed ("measured here on <cpu>", or the file read).
-
-  def saved_ms(self, group: str, kept: int) -> float:
-    """Latency removed by shrinking `group` alone to `kept` channels (0 when kept whole)."""
-    e = self.entries[group]
-    return 0.0 if kept >= e.channels else self.reference_ms - e.ms[e.kept.index(kept)]
+  reference_file: str = ""  # The dense file (relative to the run directory), if kept.
 
 
 def candidates(size: int, multiple: int, min_channels: int) -> List[int]:
@@ -88,19 +85,26 @@ def measure(a: surgery.Analysis, multiple: int, min_channels: int, out_dir: str,
       if progress:
         progress()
   ms = _dense_ms(files["dense"])
-  runs = int(np.clip(SECONDS * 1e3 / (ms * len(files)), 4 * ROUNDS, 40 * ROUNDS))
-  timings = {t.name: t for t in timing_lib.measure(
-      files, warmup_runs=10, runs=runs, rounds=ROUNDS,
-      progress=(lambda *_: progress()) if progress else None)}
-  ref = timings["dense"]
+  trials = [n for n in files if n != "dense"]
+  runs = int(np.clip(SECONDS * 1e3 / (ms * len(files)), ROUNDS, 40 * ROUNDS))
+  ref, speed = None, {}
+  # In chunks, each timed with the dense file (a paired ratio needs only its own rounds), so a
+  # MobileNet's hundreds of candidates are never all open at once.
+  for start in range(0, len(trials), CHUNK):
+    chunk = {"dense": files["dense"]} | {n: files[n] for n in trials[start:start + CHUNK]}
+    timed = timing_lib.measure(chunk, warmup_runs=10, runs=runs, rounds=ROUNDS,
+                               progress=(lambda *_: progress()) if progress else None)
+    ref = ref or timed[0]
+    speed.update({t.name: timing_lib.speedup(timed[0], t).paired for t in timed[1:]})
   entries = {}
   for group, (size, picks) in names.items():
     entries[group] = Entry(group, size, [k for k, _ in picks],
-                           [ref.p50_ms / timing_lib.speedup(ref, timings[n]).paired
-                            for _, n in picks],
-                           [n + ".tflite" for _, n in picks])
+                           [ref.p50_ms / speed[n] for _, n in picks],
+                           [os.path.join(os.path.basename(out_dir), n + ".tflite")
+                            for _, n in picks])
   return Table(ref.p50_ms, entries, f"measured here on {cpu_lib.read().describe()} (LiteRT "
-               "float32, 1 thread, XNNPACK)")
+               "float32, 1 thread, XNNPACK)",
+               os.path.join(os.path.basename(out_dir), "dense.tflite"))
 
 
 def export_float32(model, path: str) -> str:
@@ -118,6 +122,7 @@ def _dense_ms(path: str) -> float:
 def write(table: Table, out_dir: str) -> List[str]:
   """latency_table.json (readable back with `load`) and latency_table.md in `out_dir`."""
   body = {"reference_ms": table.reference_ms, "source": table.source,
+          "reference_file": table.reference_file,
           "entries": [dataclasses.asdict(e) for e in table.entries.values()]}
   lines = [f"Latency table ({table.source}): the dense float32 file takes "
            f"{table.reference_ms:.4f} ms; each row shrinks one group alone. Speed-up = dense / "
@@ -147,14 +152,18 @@ def load(path: str, a: Optional[surgery.Analysis] = None) -> Table:
                                  [float(m) for m in e["ms"]], list(e.get("files", [])))
                for e in body["entries"]}
     table = Table(float(body["reference_ms"]), entries, f"read from {path}: "
-                  f"{body.get('source', 'no source given')}")
+                  f"{body.get('source', 'no source given')}", body.get("reference_file", ""))
   except OSError as e:
     raise bad(f"cannot read it ({e.strerror})") from None
   except (ValueError, KeyError, TypeError) as e:
     raise bad(f"not a latency table written by this tool ({type(e).__name__}: {e})") from None
   for e in entries.values():
-    if len(e.kept) != len(e.ms) or min(e.ms + [table.reference_ms]) <= 0:
-      raise bad(f"group {e.group}: needs one positive ms per kept count")
+    if len(e.kept) != len(e.ms) or not all(np.isfinite(m) and m > 0
+                                           for m in e.ms + [table.reference_ms]):
+      raise bad(f"group {e.group}: needs one positive, finite ms per kept count")
+    if any(not 1 <= k < e.channels for k in e.kept) or e.kept != sorted(set(e.kept), reverse=True):
+      raise bad(f"group {e.group}: kept counts {e.kept} must be distinct, descending, and "
+                f"between 1 and {e.channels - 1}")
   if a is not None:
     groups = {",".join(g.producers): g.size for g in a.prunable()}
     unknown = [g for g in entries if g not in groups]
@@ -168,10 +177,10 @@ def load(path: str, a: Optional[surgery.Analysis] = None) -> Table:
   return table
 
 
-def time_pair(dense, small, runs: int = 2000) -> timing_lib.Speedup:
-  """Paired speed-up of `small`'s float32 export over `dense`'s, timed together here."""
+def time_pair(dense_path: str, small, runs: int = 2000) -> timing_lib.Speedup:
+  """Paired speed-up of `small`'s float32 export over the dense file, timed together here."""
   with tempfile.TemporaryDirectory() as tmp:
-    files = {"dense": export_float32(dense, os.path.join(tmp, "dense.tflite")),
+    files = {"dense": dense_path,
              "small": export_float32(small, os.path.join(tmp, "small.tflite"))}
     ref, t = timing_lib.measure(files, warmup_runs=20, runs=runs, rounds=ROUNDS)
   return timing_lib.speedup(ref, t)

@@ -20,6 +20,8 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
+from pipeline import surgery
+
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
 BLOCK = 128
@@ -83,7 +85,10 @@ def supported(layer) -> bool:
 
 def gram(model, names, x: np.ndarray, batch: int = 64) -> Dict[str, np.ndarray]:
   """{layer: X^T X of its inputs over the images `x`}, accumulated batch by batch."""
-  probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+  # A Sequential model's layers are called again on a new input (as surgery does), and each
+  # layer's last call is the one that graph reaches.
+  graph = surgery.as_functional(model)
+  probe = keras.Model(graph.inputs, [graph.get_layer(n).get_input_at(-1) for n in names])
   out = {}
   for start in range(0, len(x), batch):
     inputs = probe(x[start:start + batch], training=False)

@@ -13,6 +13,7 @@ import tensorflow_model_optimization as tfmot  # Public API only (tfmot.sparsity
 from pipeline import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline import layer_rates
+from pipeline import patterns
 from pipeline import schedules as schedules_lib
 from pipeline import sparsity as sparsity_lib
 from pipeline import train as train_lib
@@ -156,7 +157,8 @@ def _wrap(model: keras.Model, rates: Dict[str, float], schedule: Schedule,
   copy.set_weights(model.get_weights())
   return keras.models.clone_model(
       copy, clone_function=lambda layer: (
-          tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decays[layer.name])
+          tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decays[layer.name],
+                                                   **patterns.wrap_kwargs(cfg))
           if layer.name in decays else layer))
 
 
@@ -206,7 +208,11 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
   schedule = schedule or schedule_steps(cfg, len(data.train))
   # Sparsity is counted over every layer in scope, those a rate of 0 leaves dense included.
   names = prunable_layers(model, cfg.pruning_scope)
-  rates = rates_of(model, cfg, names)
+  rates = patterns.rates(cfg, model, rates_of(model, cfg, names))
+  if cfg.block_size:  # TF-MOT prunes blocks of 2-D kernels only: the others stay dense.
+    logging.info("--block_size=%s: pruning the Dense layers only (%s); left dense: %s.",
+                 cfg.block_size, ", ".join(rates), ", ".join(n for n in names if n not in rates))
+    names = list(rates)
   logging.info("Pruning %s: steps %d..%d every %d (%d steps/epoch, %d epochs).",
                ", ".join(f"{n} to {r:.0%}" for n, r in rates.items()), schedule.begin_step,
                schedule.end_step, schedule.frequency, schedule.steps_per_epoch,

@@ -95,10 +95,11 @@ def _structured_lines(st: dict, exports: Sequence[dict] = ()) -> List[str]:
             "channel tile of XNNPACK's float kernels")
   target = st.get("target")
   if target:
-    how = (f"--target_speedup={target['target']:g}: kept counts per group chosen from the latency "
-           "table and each group's validation loss")
+    how = (f"--target_speedup={target['target']:g}: kept counts per group chosen from the "
+           "latency table and each group's validation loss")
   asked = (f"for {target['target']:g}x" if target else f"asked {st['rate']:.0%}")
-  lines = [f"Structured pruning ({st['criterion']}, {st['scope']}: {how}; {len(st['steps'])} "
+  scope = "" if target else f", {st['scope']}"
+  lines = [f"Structured pruning ({st['criterion']}{scope}: {how}; {len(st['steps'])} "
            f"step(s)) removed {total_before - total_after:,} of {total_before:,} channels "
            f"({1 - total_after / max(1, total_before):.0%}; {asked}); "
            f"{pruned} group(s) pruned, {len(st['skipped'])} producer(s) left whole; {check}. "
@@ -112,22 +113,35 @@ def _structured_lines(st: dict, exports: Sequence[dict] = ()) -> List[str]:
 
 
 def _target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
-  """--target_speedup: what the allocation aimed at, predicted and measured, and the final file's
+  """--target_speedup: the allocations timed on the way, the one kept, and the final file's
   paired speed-up against the target."""
   if not target:
     return []
-  tries = "; ".join(f"{t.get('path', 'main')} path step {t['step']}: predicted {t['predicted']:.2f}x, measured "
-                    f"{t['measured']:.2f}x" for t in target["tries"]) or (
-                        f"predicted {target['predicted']:.2f}x (not timed here)")
+  band = f"{target.get('tolerance', 0.05):.0%}"
   final = next((e for e in exports if e["name"] == "pruned_float32"), None)
-  verdict = ""
-  if final:
-    off = final["speedup"] / target["target"] - 1
-    verdict = (f" Final: pruned_float32 is {_speedup(final)} faster than baseline_float32, "
-               f"{off:+.0%} against the target.")
-  return [f"Latency target {target['target']:g}x (table {target['source']}; latency_table.md); "
-          f"allocations timed on the way (the first within 10% below the target or above it is kept): "
-          f"{tries}.{verdict}"]
+  if not target["tries"]:  # A table from elsewhere: nothing was timed here.
+    lines = [f"Latency target {target['target']:g}x (table {target['source']}; "
+             f"latency_table.md): kept the first allocation predicted to reach it "
+             f"({target['predicted']:.2f}x predicted, not timed here)."]
+    if final:
+      lines.append(f"On this CPU, not the table's device: pruned_float32 is {_speedup(final)} "
+                   "faster than baseline_float32.")
+  else:
+    tries = "; ".join(
+        f"{t['path']} path step {t['step']}: predicted {t['predicted']:.2f}x, measured "
+        f"{t['measured']:.2f}x{' (kept)' if t['kept'] else ''}" for t in target["tries"])
+    verdict = ""
+    if final:
+      off = final["speedup"] / target["target"] - 1
+      verdict = (f" Final: pruned_float32 is {_speedup(final)} faster than baseline_float32, "
+                 f"{off:+.0%} against the target.")
+    lines = [f"Latency target {target['target']:g}x (table {target['source']}; "
+             f"latency_table.md){'' if target['reached'] else ': NOT reached'}. Allocations "
+             f"timed on the way (kept: one reaching within {band} below the target, preferably "
+             f"within {band} above it): {tries}.{verdict}"]
+  if target.get("untimed_groups"):
+    lines.append("Left whole, not in the table: " + ", ".join(target["untimed_groups"]) + ".")
+  return lines
 
 
 def _budget_lines(row: Optional[dict]) -> List[str]:
@@ -250,6 +264,8 @@ def to_markdown(report: dict) -> str:
               f"({p['macs'] / b['macs']:.2f}x)."]
     if p.get("structured"):
       lines += _structured_lines(p["structured"], report["exports"])
+    if p.get("pattern"):
+      lines.append(f"Sparsity pattern {p['pattern']}.")
     if p.get("layer_rates") and report["config"].get("layer_rates"):
       how = ("auto, chosen from the sensitivity curves to reach "
              f"{report['config']['pruning_rate']:.0%} over these layers with the least "

@@ -6,9 +6,9 @@
 """
 # Flags are defined in pipeline/run_flags.py and read only by entry points. main() turns them
 # into one frozen Config, checks everything a bad flag could break before writing anything,
-# then runs the stages in pipeline/job.py. Stage modules are imported inside main(), so that a malformed flag is
-# reported in a fraction of a second, before TensorFlow loads; checks that need the data or a
-# model (paths, dataset names) come after TensorFlow has loaded.
+# then runs the stages in pipeline/job.py. Stage modules are imported inside main(), so that a
+# malformed flag is reported in a fraction of a second, before TensorFlow loads; checks that
+# need the data or a model (paths, dataset names) come after TensorFlow has loaded.
 
 from absl import flags
 from absl import logging

@@ -87,6 +87,12 @@ _CRITERION = flags.DEFINE_enum(
     "and iterative): magnitude per layer; global_magnitude (one threshold over all layers); "
     "gradient |w*dL/dw|; obd (1/2 Fisher w^2); obs (layer-wise Optimal Brain Surgeon: prune "
     "and update the kept weights to make up, on calibration images); random (a control).")
+_M_BY_N = flags.DEFINE_string(
+    "sparsity_m_by_n", "", "M,N: TF-MOT's pattern of at least M zeros in every N consecutive "
+    "input weights (e.g. 2,4; the rate is then M/N), checked in the exported float32 file.")
+_BLOCK = flags.DEFINE_string(
+    "block_size", "", "R,C: TF-MOT's block sparsity, weights removed in R x C blocks (e.g. "
+    "1,4); TF-MOT allows it for Dense layers only, so only those are pruned.")
 _LAYER_RATES = flags.DEFINE_string(
     "layer_rates", "", "Per-layer unstructured rates, LAYER:RATE,... where LAYER is a name or a "
     "regex of whole names (e.g. conv2:0.8,dense.*:0.95); the first match wins, other pruned "
@@ -232,7 +238,8 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_begin_step=_BEGIN_STEP.value, pruning_end_step=_END_STEP.value,
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
       schedule=_SCHEDULE.value, iterative_rounds=_ROUNDS.value,
-      pruning_criterion=_CRITERION.value,
+      pruning_criterion=_CRITERION.value, sparsity_m_by_n=_M_BY_N.value,
+      block_size=_BLOCK.value,
       layer_rates=_LAYER_RATES.value, sensitivity=_SENSITIVITY.value,
       max_accuracy_drop=_MAX_DROP.value, budget_epochs=_BUDGET_EPOCHS.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,

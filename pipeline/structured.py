@@ -192,9 +192,14 @@ def toward(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], counts: Dic
   from `start` channels): at `fraction` of the steps, start * (counts / start) ** fraction
   channels, so every step keeps the same fraction; exactly `counts` at 1."""
   keep = {}
+  scored = {",".join(g.producers) for g in a.prunable() if g.id in group_scores}
+  missing = [n for n in counts if n not in scored]
+  if missing:  # The plan was made for this model: a group it names must be here.
+    raise RuntimeError(f"--target_speedup planned cuts for {', '.join(missing)}, which this "
+                       "model's analysis cannot score")
   for g in a.prunable():
     name = ",".join(g.producers)
-    if name in counts and g.id in group_scores:
+    if name in counts:
       n = int(round(start[name] * (counts[name] / start[name]) ** fraction))
       n = min(g.size, max(counts[name], n))
       keep[g.id] = np.sort(np.argsort(-group_scores[g.id], kind="stable")[:n])
@@ -229,7 +234,7 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     s = scores(a, cfg.structured_criterion, x_cal, y_cal)
     skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
                     for g in a.prunable() if g.id not in s for p in g.producers})
-    if counts:  # Already multiples of --channel_multiple (pipeline/latency_table.py).
+    if counts:  # From the latency table (pipeline/speed_target.py).
       keep = toward(a, s, counts, start, (step + 1) / cfg.structured_steps)
     else:
       keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)

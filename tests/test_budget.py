@@ -48,7 +48,8 @@ def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before
                            f"validation, more than --max_accuracy_drop={limit:g}")
 
 
-@pytest.mark.parametrize("overrides", [dict(prune=False), dict(prune=True, layer_rates="conv2:0.8")])
+@pytest.mark.parametrize("overrides", [dict(prune=False),
+                                       dict(prune=True, layer_rates="conv2:0.8")])
 def test_budget_needs_prune_and_uniform_rates(overrides):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(max_accuracy_drop=0.5, **overrides))

@@ -25,7 +25,8 @@ def test_sparsegpt_reconstruction_lowers_the_layer_output_error_for_the_same_mas
   w = rng.normal(size=(32, 96))
   pruned, keep = obs.sparsegpt(w, x.T @ x, 0.8)
   assert abs((1 - keep.mean()) - 0.8) < 0.01 and np.all(pruned[~keep] == 0)
-  error = lambda v: np.linalg.norm(x @ v.T - x @ w.T)  # pylint: disable=unnecessary-lambda-assignment
+  def error(v):
+    return np.linalg.norm(x @ v.T - x @ w.T)
   assert error(pruned) < 0.9 * error(np.where(keep, w, 0))
 
 
@@ -39,7 +40,8 @@ def test_obs_on_a_trained_model_beats_its_own_mask_without_reconstruction(traine
   masked = _copy(trained_cnn)
   masked.get_layer("dense1").kernel.assign(np.where(keep, trained_cnn.get_layer(
       "dense1").kernel.numpy(), 0))
-  probe = lambda m: keras.Model(m.inputs, m.get_layer("dense1").output)  # pylint: disable=unnecessary-lambda-assignment
+  def probe(m):
+    return keras.Model(m.inputs, m.get_layer("dense1").output)
   dense_out = probe(trained_cnn).predict(x, verbose=0)
   err_obs = np.linalg.norm(probe(model).predict(x, verbose=0) - dense_out)
   err_mask = np.linalg.norm(probe(masked).predict(x, verbose=0) - dense_out)

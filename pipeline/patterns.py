@@ -1,0 +1,137 @@
+"""Sparsity patterns through TF-MOT's own parameters: N:M (`--sparsity_m_by_n=2,4`) and blocks
+(`--block_size=1,4`), checked in the exported file, not just asked for.
+
+- `--sparsity_m_by_n=M,N`: at least M zeros in every N consecutive weights along the input
+  channels, as TFLite stores them ([out, kh, kw, in] and [out, in]), the layout sparse
+  kernels that use the pattern read; the rate is then M/N (--pruning_rate is not used).
+- `--block_size=R,C`: weights removed in R x C blocks of the Keras kernel [in, out]. TF-MOT
+  allows blocks for 2-D kernels only, so only the Dense layers in scope are pruned.
+Both need TF-MOT's magnitude schedules (polynomial or constant).
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from export import graph as graph_lib
+from pipeline.config import Config
+
+
+def parse(text: str, flag: str) -> Optional[Tuple[int, int]]:
+  """'2,4' -> (2, 4); '' -> None.
+
+  Raises:
+    ValueError: not two positive integers (and for --sparsity_m_by_n, M < N).
+  """
+  if not text:
+    return None
+  try:
+    a, b = (int(p) for p in text.split(","))
+  except ValueError:
+    a = b = 0
+  if a < 1 or b < 1 or (flag == "sparsity_m_by_n" and a >= b):
+    want = "M,N with 0 < M < N (e.g. 2,4)" if flag == "sparsity_m_by_n" else (
+        "two positive integers, rows,columns (e.g. 1,4)")
+    raise ValueError(f"--{flag}={text}: must be {want}")
+  return a, b
+
+
+def check(cfg: Config) -> None:
+  """One-line ValueErrors for patterns that cannot be honoured, before any training."""
+  m_by_n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
+  block = parse(cfg.block_size, "block_size")
+  if not (m_by_n or block):
+    return
+  flag = (f"--sparsity_m_by_n={cfg.sparsity_m_by_n}" if m_by_n else
+          f"--block_size={cfg.block_size}")
+  if m_by_n and block:
+    raise ValueError(f"{flag}: TF-MOT takes a block size or an M:N pattern, not both")
+  if cfg.schedule not in ("polynomial", "constant") or cfg.pruning_criterion != "magnitude":
+    raise ValueError(f"{flag}: TF-MOT applies it with its own magnitude schedules; use "
+                     "--schedule=polynomial or constant and --pruning_criterion=magnitude")
+  if cfg.layer_rates:
+    raise ValueError(f"{flag}: sets every pruned layer's pattern; drop "
+                     f"--layer_rates={cfg.layer_rates}")
+
+
+def wrap_kwargs(cfg: Config) -> dict:
+  """What prune_low_magnitude takes for the pattern (nothing without one)."""
+  m_by_n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
+  block = parse(cfg.block_size, "block_size")
+  return ({"sparsity_m_by_n": m_by_n} if m_by_n else {}) | (
+      {"block_size": block} if block else {})
+
+
+def rates(cfg: Config, model, asked: Dict[str, float]) -> Dict[str, float]:
+  """The per-layer rates under the pattern: M/N for every layer with M:N; only the Dense
+  layers (2-D kernels) with blocks.
+
+  Raises:
+    ValueError: blocks asked but no Dense layer in scope.
+  """
+  m_by_n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
+  if m_by_n:
+    return {n: m_by_n[0] / m_by_n[1] for n in asked}
+  if parse(cfg.block_size, "block_size"):
+    dense = {n: r for n, r in asked.items() if len(model.get_layer(n).kernel.shape) == 2}
+    if not dense:
+      raise ValueError(f"--block_size={cfg.block_size}: TF-MOT prunes blocks of 2-D kernels "
+                       f"only, and no Dense layer is in scope ({', '.join(asked)})")
+    return dense
+  return asked
+
+
+def violations(path: str, layers: List[str], cfg: Config) -> Dict[str, int]:
+  """{layer: groups that break the pattern} in a float32 .tflite file, for the pruned
+  `layers`: N:M groups (along the stored input channels) with fewer than M zeros, or blocks
+  (of the Keras kernel) neither all zero nor all kept. Empty without a pattern."""
+  m_by_n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
+  block = parse(cfg.block_size, "block_size")
+  if not (m_by_n or block):
+    return {}
+  out = {}
+  for layer in graph_lib.read(path, layers).layers:
+    if layer.name not in layers or layer.values is None:
+      continue
+    w = layer.values.reshape(layer.shape)
+    if m_by_n:
+      m, n = m_by_n
+      rows = w.reshape(-1, w.shape[-1])
+      pad = (-rows.shape[1]) % n  # A short last group counts its padding as zeros.
+      groups = np.pad(rows, [(0, 0), (0, pad)]).reshape(-1, n)
+      out[layer.name] = int(np.sum(np.sum(groups == 0, axis=1) < m))
+    elif layer.op == "FULLY_CONNECTED":
+      r, c = block
+      kernel = w.T  # FULLY_CONNECTED stores [out, in]; the Keras kernel is [in, out].
+      h, v = kernel.shape[0] // r * r, kernel.shape[1] // c * c
+      tiles = kernel[:h, :v].reshape(h // r, r, v // c, c).swapaxes(1, 2).reshape(-1, r * c)
+      zeros = np.sum(tiles == 0, axis=1)
+      out[layer.name] = int(np.sum((zeros > 0) & (zeros < r * c)))
+  return out
+
+
+def describe(cfg: Config) -> str:
+  if cfg.sparsity_m_by_n:
+    m, n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
+    return f"{m}:{n} (at least {m} zeros in every {n} consecutive input weights)"
+  if cfg.block_size:
+    r, c = parse(cfg.block_size, "block_size")
+    return f"{r}x{c} blocks (Dense layers only: TF-MOT's blocks need 2-D kernels)"
+  return ""
+
+
+def check_rows(rows: List[dict], layers: List[str], cfg: Config) -> str:
+  """Checks the pattern in every dense-stored float32 file of the pruned model; a file that
+  breaks it fails its gate. Returns what was checked, for the report."""
+  checked = []
+  for row in rows:
+    if row["model"] != "pruned" or row["format"] != "float32" or row["sparse"]:
+      continue
+    bad = {n: k for n, k in violations(row["path"], layers, cfg).items() if k}
+    checked.append(row["name"])
+    if bad:
+      row["gate"] = "FAILED"
+      row["gate_reason"] = "; ".join(filter(None, [row["gate_reason"], (
+          f"{describe(cfg)} broken in " + ", ".join(f"{n} ({k} groups)" for n, k in bad.items()))]))
+  return (f"{describe(cfg)}: checked in {', '.join(checked)} on every pruned layer "
+          f"({', '.join(layers)})")

@@ -1,0 +1,69 @@
+"""N:M and block sparsity through TF-MOT's parameters, verified in the exported file."""
+
+import numpy as np
+import pytest
+
+from conftest import small_config
+from export import tflite
+from pipeline import job, patterns, prune
+
+import tf_keras as keras  # pylint: disable=g-bad-import-order
+
+
+def _export(model, path):
+  path.write_bytes(tflite.convert(model, "float32"))
+  return str(path)
+
+
+def test_two_of_four_is_in_the_exported_file_and_a_dense_file_breaks_it(trained_cnn, mnist_small,
+                                                                       tmp_path):
+  cfg = small_config(prune=True, sparsity_m_by_n="2,4", pruning_rate=0.9, fine_tune_epochs=2)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  assert result.layer_rates == {"conv2": 0.5, "dense1": 0.5}  # M/N, not --pruning_rate.
+  good = _export(result.model, tmp_path / "pruned.tflite")
+  assert patterns.violations(good, ["conv2", "dense1"], cfg) == {"conv2": 0, "dense1": 0}
+  dense = _export(trained_cnn, tmp_path / "dense.tflite")
+  bad = patterns.violations(dense, ["conv2", "dense1"], cfg)
+  assert bad["conv2"] == 64 * 3 * 3 * 32 // 4 and bad["dense1"] == 128 * 1600 // 4
+  rows = [{"model": "pruned", "format": "float32", "sparse": False, "path": dense,
+           "name": "pruned_float32", "gate": "ok", "gate_reason": ""}]
+  patterns.check_rows(rows, ["conv2", "dense1"], cfg)
+  assert rows[0]["gate"] == "FAILED" and rows[0]["gate_reason"].startswith(
+      "2:4 (at least 2 zeros in every 4 consecutive input weights) broken in conv2 (4608 "
+      "groups), dense1 (51200 groups)")
+
+
+def test_blocks_prune_dense_layers_in_whole_blocks(trained_cnn, mnist_small, tmp_path):
+  cfg = small_config(prune=True, block_size="1,4", pruning_rate=0.8, fine_tune_epochs=2)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  assert result.pruned_layers == ["dense1"] and result.layer_rates == {"dense1": 0.8}
+  kernel = result.model.get_layer("dense1").kernel.numpy()
+  tiles = kernel.reshape(1600, 32, 4)
+  assert np.all(np.all(tiles == 0, -1) | np.all(tiles != 0, -1))  # Whole blocks only.
+  path = _export(result.model, tmp_path / "pruned.tflite")
+  assert patterns.violations(path, ["dense1"], cfg) == {"dense1": 0}
+  assert patterns.violations(_export(trained_cnn, tmp_path / "d.tflite"), ["dense1"], cfg) == {
+      "dense1": 0}  # Nothing zero: no block is half-pruned either.
+  half = keras.models.clone_model(trained_cnn)
+  half.set_weights(trained_cnn.get_weights())
+  k = half.get_layer("dense1").kernel.numpy()
+  k[0, 0] = 0  # One weight of one block.
+  half.get_layer("dense1").kernel.assign(k)
+  assert patterns.violations(_export(half, tmp_path / "h.tflite"), ["dense1"], cfg) == {
+      "dense1": 1}
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(sparsity_m_by_n="4,2"), "--sparsity_m_by_n=4,2: must be M,N with 0 < M < N (e.g. 2,4)"),
+    (dict(block_size="1"), "--block_size=1: must be two positive integers, rows,columns (e.g. "
+     "1,4)"),
+    (dict(sparsity_m_by_n="2,4", block_size="1,4"), "--sparsity_m_by_n=2,4: TF-MOT takes a block "
+     "size or an M:N pattern, not both"),
+    (dict(sparsity_m_by_n="2,4", schedule="one_shot", pruning_criterion="obs"),
+     "--sparsity_m_by_n=2,4: TF-MOT applies it with its own magnitude schedules; use "
+     "--schedule=polynomial or constant and --pruning_criterion=magnitude"),
+])
+def test_bad_patterns_are_one_line_before_training(overrides, message):
+  with pytest.raises(ValueError) as e:
+    job.preflight(small_config(prune=True, **overrides))
+  assert str(e.value) == message
