@@ -6,7 +6,7 @@ from typing import Optional
 # Built-in sources; any other --dataset is a TFDS name.
 DATASETS = ("mnist", "fashion_mnist", "folder")
 COLOR_MODES = ("", "rgb", "grayscale")
-MODELS = ("small_cnn", "lenet5", "mobilenet_v2", "mobilenet_v3_small")
+MODELS = ("small_cnn", "lenet5", "mobilenet_v2", "mobilenet_v3_small", "sparse_mobilenet")
 PRUNING_SCOPES = ("inner", "all")
 SCHEDULES = ("polynomial", "constant", "one_shot", "iterative")
 PRUNING_CRITERIA = ("magnitude", "global_magnitude", "gradient", "obd", "obs", "random")
@@ -53,6 +53,7 @@ class Config:
   pruning_criterion: str = "magnitude"  # See pipeline/criteria.py.
   sparsity_m_by_n: str = ""  # "2,4": TF-MOT's M:N pattern (pipeline/patterns.py).
   block_size: str = ""  # "1,4": TF-MOT's block sparsity, Dense layers only.
+  pruning_policy: str = ""  # "xnnpack": TF-MOT's PruneForLatencyOnXNNPack (1x1 convs only).
   max_accuracy_drop: Optional[float] = None  # Points on validation; None = no budget search.
   budget_epochs: int = 2  # Fine-tuning epochs per budget step.
   layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).
@@ -71,6 +72,7 @@ class Config:
   structured_steps: int = 1
   structured_skip_layers: str = ""  # Regex of producer layer names left whole.
   structured_fold: str = "auto"  # exact, approximate, or auto (see structured.choose_fold).
+  remove_blocks: int = 0  # Whole residual blocks removed first (pipeline/blocks.py).
   target_speedup: float = 0.0  # Structured rates chosen to reach it (speed_target.py); 0 = off.
   latency_table: str = ""  # A latency table to use instead of timing one here.
   calibration_examples: int = 512  # Training images for activation-based criteria.

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import logging as py_logging
 import os
-import re
 import sys
 from typing import Optional
 
@@ -19,9 +18,9 @@ import numpy as np
 from export import cpu as cpu_lib
 from export import gates
 from export import tflite as tflite_lib
+from pipeline import blocks as blocks_lib
 from pipeline import budget as budget_lib
 from pipeline import console as console_lib
-from pipeline import criteria as criteria_lib
 from pipeline import data as data_lib
 from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
@@ -29,7 +28,6 @@ from pipeline import models as models_lib
 from pipeline import patterns
 from pipeline import prune as prune_lib
 from pipeline import report as report_lib
-from pipeline import layer_rates
 from pipeline import safe_load
 from pipeline import sensitivity as sensitivity_lib
 from pipeline import sparsity as sparsity_lib
@@ -82,10 +80,20 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.structured_rate > 0 or cfg.target_speedup:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
   speed_target.check(baseline or fresh, cfg)
+  if cfg.remove_blocks:
+    if cfg.target_speedup:
+      raise ValueError(f"--remove_blocks={cfg.remove_blocks}: --target_speedup plans on the "
+                       "whole baseline; use one or the other")
+    found = len(blocks_lib.find(baseline or fresh))
+    if found < cfg.remove_blocks:
+      raise ValueError(f"--remove_blocks={cfg.remove_blocks}: {(baseline or fresh).name} has "
+                       f"{found} removable block(s) (residual blocks with an identity skip, or "
+                       "in a Sequential model layers whose output has their input's shape)")
   schedule = None
   if cfg.prune:
     schedules_lib.check(cfg)
     patterns.check(cfg)
+    patterns.check_model(baseline or fresh, cfg)
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
     if cfg.layer_rates == "auto":
       if cfg.structured_rate > 0 or cfg.target_speedup:
@@ -125,18 +133,6 @@ def baseline_stage(cfg: Config, prep: Prepared, wd: str, con: console_lib.Consol
   return baseline, fit
 
 
-def auto_rates(baseline, curves, cfg: Config) -> Config:
-  """--layer_rates=auto: cfg with the per-layer rates chosen from the sensitivity curves to
-  reach --pruning_rate over the pruned layers' weights with the least predicted loss."""
-  sizes = {n: int(np.prod(criteria_lib.pruned_weight(baseline.get_layer(n)).shape))
-           for n in prune_lib.prunable_layers(baseline, cfg.pruning_scope)}
-  rates = layer_rates.allocate(curves, sizes, cfg.pruning_rate)
-  logging.info("--layer_rates=auto chose, for %.0f%% overall: %s", 100 * cfg.pruning_rate,
-               ", ".join(f"{n} {r:.1%}" for n, r in rates.items()))
-  return dataclasses.replace(cfg, layer_rates=",".join(
-      f"{re.escape(n)}:{r:.6f}" for n, r in rates.items()))
-
-
 def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
                    con: console_lib.Console, seconds: dict,
                    schedule: Optional[prune_lib.Schedule] = None,
@@ -148,9 +144,15 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
     (final model, report fields about the pruning, names of the layers TF-MOT pruned).
   """
   final, row, pruned_layers = baseline, {}, []
+  if cfg.remove_blocks:
+    with con.stage("blocks", seconds) as info:
+      final, row["blocks"] = blocks_lib.remove_blocks(baseline, data, cfg, wd,
+                                                      [console_lib.epoch_bar(con, "blocks")])
+      info["summary"] = (f"removed {', '.join(b['block'] for b in row['blocks']['removed'])}; "
+                         f"parameters {baseline.count_params():,} -> {final.count_params():,}")
   if cfg.structured_rate > 0 or plan:
     with con.stage("structured", seconds) as info:
-      structured = structured_lib.prune_structures(baseline, data, cfg, wd,
+      structured = structured_lib.prune_structures(final, data, cfg, wd,
                                                    [console_lib.epoch_bar(con, "structured")],
                                                    counts=plan and plan.counts)
       info["summary"] = (f"{cfg.structured_criterion}, {cfg.structured_scope}: parameters "
@@ -251,7 +253,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   if cfg.sensitivity or cfg.layer_rates == "auto":
     curves = sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds)
     if cfg.layer_rates == "auto":
-      prune_cfg = auto_rates(baseline, curves[0], cfg)
+      prune_cfg = sensitivity_lib.auto_rates(baseline, curves[0], cfg)
   plan = speed_target.stage(baseline, data, cfg, wd, con, seconds) if cfg.target_speedup else None
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
   baseline_row = {
@@ -290,6 +292,9 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
       seconds=seconds)
   if pruned_row and (cfg.sparsity_m_by_n or cfg.block_size):
     pruned_row["pattern"] = patterns.check_rows(rows, pruned_layers, cfg)
+  if pruned_row:
+    pruned_row["xnnpack_sparse_graph"] = dict(zip(("qualifies", "reason"),
+                                                  patterns.qualifies(final)))
   with con.stage("report", seconds) as info:
     report = report_lib.build(
         cfg, data.summary(), baseline_row, pruned_row, rows,

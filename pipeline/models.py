@@ -85,8 +85,37 @@ def mobilenet_v3_small(input_shape, num_classes: int, alpha: float = 1.0, weight
                     weights, include_preprocessing=False)
 
 
+def sparse_mobilenet(input_shape, num_classes: int, alpha: float = 1.0) -> keras.Model:
+  """A MobileNet-style float model that TF-MOT's PruneForLatencyOnXNNPack accepts, so its 1x1
+  convolutions can be pruned for XNNPACK's sparse kernels (Elsen et al., "Fast Sparse
+  ConvNets"): ZeroPadding2D(1) and a 3x3 stride-2 VALID convolution on the RGB input, then
+  depthwise 3x3 + 1x1 blocks (stride 2 through ZeroPadding2D and VALID), BatchNorm and ReLU,
+  and GlobalAveragePooling2D(keepdims=True) before a Dense head. Widths 32-64-128-128-256-256
+  times `alpha`, multiples of 8."""
+  def width(c):
+    return max(8, int(round(c * alpha / 8)) * 8)
+  layers = keras.layers
+  inp = keras.Input(input_shape)
+  x = layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inp)
+  x = layers.ZeroPadding2D(1, name="stem_pad")(x)
+  x = layers.Conv2D(width(32), 3, strides=2, padding="valid", use_bias=False, name="stem")(x)
+  x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+  for i, (c, stride) in enumerate([(64, 1), (128, 2), (128, 1), (256, 2), (256, 1)], 1):
+    if stride == 2:
+      x = layers.ZeroPadding2D(1, name=f"block{i}_pad")(x)
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="valid" if stride == 2 else "same",
+                               use_bias=False, name=f"block{i}_dw")(x)
+    x = layers.ReLU(name=f"block{i}_dw_relu")(layers.BatchNormalization(name=f"block{i}_dw_bn")(x))
+    x = layers.Conv2D(width(c), 1, use_bias=False, name=f"block{i}_pw")(x)
+    x = layers.ReLU(name=f"block{i}_pw_relu")(layers.BatchNormalization(name=f"block{i}_pw_bn")(x))
+  x = layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+  x = layers.Flatten(name="flatten")(x)
+  out = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+  return keras.Model(inp, out, name="sparse_mobilenet")
+
+
 BUILDERS = {"small_cnn": small_cnn, "lenet5": lenet5, "mobilenet_v2": mobilenet_v2,
-            "mobilenet_v3_small": mobilenet_v3_small}
+            "mobilenet_v3_small": mobilenet_v3_small, "sparse_mobilenet": sparse_mobilenet}
 
 
 def build_model(cfg: Config, input_shape, num_classes: int) -> keras.Model:
@@ -99,12 +128,20 @@ def build_model(cfg: Config, input_shape, num_classes: int) -> keras.Model:
   if cfg.model not in BUILDERS:
     raise ValueError(f"--model={cfg.model}: unknown; valid: {', '.join(BUILDERS)}")
   keras.utils.set_random_seed(cfg.seed)
+  shape = "x".join(map(str, input_shape))
+  if cfg.model == "sparse_mobilenet":
+    if input_shape[-1] != 3 or min(input_shape[:2]) < MOBILENET_MIN_SIZE:
+      raise ValueError(f"--model=sparse_mobilenet: needs RGB images of at least "
+                       f"{MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE}, the data's are {shape}; "
+                       "set --color_mode=rgb and --image_size")
+    if cfg.weights:
+      raise ValueError(f"--weights={cfg.weights}: sparse_mobilenet has no pretrained weights")
+    return sparse_mobilenet(input_shape, num_classes, cfg.alpha)
   if not cfg.model.startswith("mobilenet"):
     if cfg.weights:
       raise ValueError(f"--weights={cfg.weights}: only the MobileNet backbones load weights; "
                        f"use --baseline_path for a whole trained {cfg.model}")
     return BUILDERS[cfg.model](input_shape, num_classes)
-  shape = "x".join(map(str, input_shape))
   if min(input_shape[:2]) < MOBILENET_MIN_SIZE:
     raise ValueError(f"--model={cfg.model}: needs images of at least {MOBILENET_MIN_SIZE}x"
                      f"{MOBILENET_MIN_SIZE}, the data's are {shape}; set --image_size")

@@ -6,7 +6,11 @@
   kernels that use the pattern read; the rate is then M/N (--pruning_rate is not used).
 - `--block_size=R,C`: weights removed in R x C blocks of the Keras kernel [in, out]. TF-MOT
   allows blocks for 2-D kernels only, so only the Dense layers in scope are pruned.
-Both need TF-MOT's magnitude schedules (polynomial or constant).
+- `--pruning_policy=xnnpack`: TF-MOT's PruneForLatencyOnXNNPack, which prunes only the 1x1
+  convolutions, and only of a graph XNNPACK's sparse inference can take (a 3x3 stride-2 VALID
+  convolution on 3 channels after ZeroPadding2D(1) first, supported layers up to a
+  GlobalAveragePooling2D(keepdims=True)); `--model=sparse_mobilenet` is built to qualify.
+All need TF-MOT's magnitude schedules (polynomial or constant).
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -40,18 +44,49 @@ def check(cfg: Config) -> None:
   """One-line ValueErrors for patterns that cannot be honoured, before any training."""
   m_by_n = parse(cfg.sparsity_m_by_n, "sparsity_m_by_n")
   block = parse(cfg.block_size, "block_size")
-  if not (m_by_n or block):
+  if cfg.pruning_policy not in ("", "xnnpack"):
+    raise ValueError(f"--pruning_policy={cfg.pruning_policy}: unknown; valid: xnnpack")
+  if not (m_by_n or block or cfg.pruning_policy):
     return
   flag = (f"--sparsity_m_by_n={cfg.sparsity_m_by_n}" if m_by_n else
-          f"--block_size={cfg.block_size}")
-  if m_by_n and block:
-    raise ValueError(f"{flag}: TF-MOT takes a block size or an M:N pattern, not both")
+          f"--block_size={cfg.block_size}" if block else
+          f"--pruning_policy={cfg.pruning_policy}")
+  if sum(map(bool, (m_by_n, block, cfg.pruning_policy))) > 1:
+    raise ValueError(f"{flag}: take one of --sparsity_m_by_n, --block_size and "
+                     "--pruning_policy")
   if cfg.schedule not in ("polynomial", "constant") or cfg.pruning_criterion != "magnitude":
     raise ValueError(f"{flag}: TF-MOT applies it with its own magnitude schedules; use "
                      "--schedule=polynomial or constant and --pruning_criterion=magnitude")
   if cfg.layer_rates:
     raise ValueError(f"{flag}: sets every pruned layer's pattern; drop "
                      f"--layer_rates={cfg.layer_rates}")
+
+
+def qualifies(model) -> Tuple[bool, str]:
+  """Whether TF-MOT's PruneForLatencyOnXNNPack accepts `model`'s graph, and its reason if not."""
+  import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
+  try:
+    tfmot.sparsity.keras.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
+  except ValueError as e:
+    return False, " ".join(str(e).split())
+  return True, ""
+
+
+def check_model(model, cfg: Config) -> None:
+  """--pruning_policy=xnnpack: a one-line ValueError, before training, if the graph does not
+  qualify."""
+  if cfg.pruning_policy:
+    ok, why = qualifies(model)
+    if not ok:
+      raise ValueError(f"--pruning_policy=xnnpack: {model.name} does not qualify for "
+                       f"XNNPACK's sparse inference ({why}); --model=sparse_mobilenet does")
+
+
+def policy_layers(model) -> List[str]:
+  """The layers PruneForLatencyOnXNNPack prunes: the 1x1 convolutions."""
+  import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
+  allow = tfmot.sparsity.keras.PruneForLatencyOnXNNPack().allow_pruning
+  return [l.name for l in model.layers if allow(l)]
 
 
 def wrap_kwargs(cfg: Config) -> dict:
@@ -117,6 +152,8 @@ def describe(cfg: Config) -> str:
   if cfg.block_size:
     r, c = parse(cfg.block_size, "block_size")
     return f"{r}x{c} blocks (Dense layers only: TF-MOT's blocks need 2-D kernels)"
+  if cfg.pruning_policy:
+    return "PruneForLatencyOnXNNPack (the 1x1 convolutions only)"
   return ""
 
 

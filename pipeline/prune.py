@@ -155,6 +155,10 @@ def _wrap(model: keras.Model, rates: Dict[str, float], schedule: Schedule,
   # wrappers share the copy's weights, never the baseline's.
   copy = keras.models.clone_model(model)
   copy.set_weights(model.get_weights())
+  if cfg.pruning_policy:  # TF-MOT wraps the whole model and chooses the 1x1 convolutions.
+    return tfmot.sparsity.keras.prune_low_magnitude(
+        copy, pruning_schedule=next(iter(decays.values())),
+        pruning_policy=tfmot.sparsity.keras.PruneForLatencyOnXNNPack())
   return keras.models.clone_model(
       copy, clone_function=lambda layer: (
           tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=decays[layer.name],
@@ -207,7 +211,8 @@ def prune(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
   """
   schedule = schedule or schedule_steps(cfg, len(data.train))
   # Sparsity is counted over every layer in scope, those a rate of 0 leaves dense included.
-  names = prunable_layers(model, cfg.pruning_scope)
+  names = (patterns.policy_layers(model) if cfg.pruning_policy else
+           prunable_layers(model, cfg.pruning_scope))
   rates = patterns.rates(cfg, model, rates_of(model, cfg, names))
   if cfg.block_size:  # TF-MOT prunes blocks of 2-D kernels only: the others stay dense.
     logging.info("--block_size=%s: pruning the Dense layers only (%s); left dense: %s.",

@@ -144,6 +144,20 @@ def _target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
   return lines
 
 
+def _blocks_lines(row: dict) -> List[str]:
+  """What --remove_blocks removed, how exactly, and the accuracy before and after fine-tuning."""
+  removed = ", ".join(f"{b['block']} ({b['layers']} layers, validation loss "
+                      f"{b['validation_loss_increase']:+.3f}{'' if b['exact'] else ', not exact'})"
+                      for b in row["removed"])
+  check = ("" if row["max_abs_diff_vs_zeroed"] is None else
+           f"; before fine-tuning the smaller model equals the original with those residual "
+           f"branches zeroed to {row['max_abs_diff_vs_zeroed']:.1e}")
+  return [f"Blocks removed (--remove_blocks={row['asked']}, the cheapest of "
+          f"{row['candidates']} by validation loss when each is removed alone): {removed}"
+          f"{check}. Test accuracy {_pct(row['test_accuracy_before_fine_tuning'])} before "
+          f"fine-tuning, {_pct(row['test_accuracy_after_fine_tuning'])} after."]
+
+
 def _budget_lines(row: Optional[dict]) -> List[str]:
   """What --max_accuracy_drop tried, step by step, and what it kept."""
   if not row:
@@ -264,8 +278,16 @@ def to_markdown(report: dict) -> str:
               f"({p['macs'] / b['macs']:.2f}x)."]
     if p.get("structured"):
       lines += _structured_lines(p["structured"], report["exports"])
+    if p.get("blocks"):
+      lines += _blocks_lines(p["blocks"])
     if p.get("pattern"):
       lines.append(f"Sparsity pattern {p['pattern']}.")
+    graph = p.get("xnnpack_sparse_graph")
+    if graph:
+      lines.append("XNNPACK sparse inference (phones' ARM cores; never on x86 with AVX): the "
+                   "graph " + ("qualifies (TF-MOT's PruneForLatencyOnXNNPack accepts it)."
+                               if graph["qualifies"] else
+                               f"does not qualify: {graph['reason']}."))
     if p.get("layer_rates") and report["config"].get("layer_rates"):
       how = ("auto, chosen from the sensitivity curves to reach "
              f"{report['config']['pruning_rate']:.0%} over these layers with the least "

@@ -40,7 +40,9 @@ _MAX_TRAIN = flags.DEFINE_integer("max_train_examples", 0, "Use at most this man
 # Model and baseline.
 _MODEL = flags.DEFINE_enum("model", "small_cnn", config_lib.MODELS, "Architecture to build: "
                            "small_cnn, lenet5 (28x28 digits), or the edge backbones mobilenet_v2 "
-                           "and mobilenet_v3_small (images of at least 32x32) with a new head.")
+                           "and mobilenet_v3_small (images of at least 32x32) with a new head, "
+                           "or sparse_mobilenet (RGB, built for XNNPACK's sparse kernels and "
+                           "--pruning_policy=xnnpack).")
 _ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNet width multiplier (0.35 for small devices).",
                             lower_bound=0.1, upper_bound=2.0)
 _WEIGHTS = flags.DEFINE_string("weights", None, "A MobileNet backbone weights file without its "
@@ -93,6 +95,10 @@ _M_BY_N = flags.DEFINE_string(
 _BLOCK = flags.DEFINE_string(
     "block_size", "", "R,C: TF-MOT's block sparsity, weights removed in R x C blocks (e.g. "
     "1,4); TF-MOT allows it for Dense layers only, so only those are pruned.")
+_POLICY = flags.DEFINE_enum(
+    "pruning_policy", "", ["", "xnnpack"], "xnnpack: TF-MOT's PruneForLatencyOnXNNPack, which "
+    "prunes only the 1x1 convolutions of a graph XNNPACK's sparse inference takes (phones' ARM "
+    "cores; --model=sparse_mobilenet qualifies); refused for a graph that does not.")
 _LAYER_RATES = flags.DEFINE_string(
     "layer_rates", "", "Per-layer unstructured rates, LAYER:RATE,... where LAYER is a name or a "
     "regex of whole names (e.g. conv2:0.8,dense.*:0.95); the first match wins, other pruned "
@@ -141,6 +147,11 @@ _S_FOLD = flags.DEFINE_enum(
     "approximate: remove them, fold the constant as in the image's interior and rely on "
     "fine-tuning (Torch-Pruning's way); auto: approximate when exact would leave most groups "
     "whole (trained MobileNets), else exact.")
+_BLOCKS = flags.DEFINE_integer(
+    "remove_blocks", 0, "Remove this many whole blocks first, those whose removal raises the "
+    "validation loss least: residual blocks with an identity skip (exact: the block becomes "
+    "its input), or in Sequential models layers whose output has their input's shape; then "
+    "fine-tune (--fine_tune_epochs).", lower_bound=0)
 _TARGET = flags.DEFINE_float(
     "target_speedup", 0.0, "Choose the structured rates per channel group to make the float32 "
     "export this many times faster than the dense one (e.g. 3), from a latency table timed "
@@ -239,7 +250,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       pruning_frequency=_FREQUENCY.value, pruning_scope=_SCOPE.value,
       schedule=_SCHEDULE.value, iterative_rounds=_ROUNDS.value,
       pruning_criterion=_CRITERION.value, sparsity_m_by_n=_M_BY_N.value,
-      block_size=_BLOCK.value,
+      block_size=_BLOCK.value, pruning_policy=_POLICY.value,
       layer_rates=_LAYER_RATES.value, sensitivity=_SENSITIVITY.value,
       max_accuracy_drop=_MAX_DROP.value, budget_epochs=_BUDGET_EPOCHS.value,
       fine_tune_epochs=_FT_EPOCHS.value, fine_tune_learning_rate=_FT_LR.value,
@@ -248,6 +259,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       channel_multiple=_MULTIPLE.value,
       structured_steps=_S_STEPS.value, structured_skip_layers=_S_SKIP.value,
       structured_fold=_S_FOLD.value, target_speedup=_TARGET.value,
+      remove_blocks=_BLOCKS.value,
       latency_table=_path(_LATENCY_TABLE.value),
       calibration_examples=_CALIBRATION.value,
       export_formats=tuple(dict.fromkeys(_FORMATS.value)), int8_io=_INT8_IO.value,

@@ -10,6 +10,7 @@ test split stays unread. A layer whose curve stays flat can lose more than one t
 import dataclasses
 import json
 import os
+import re
 from typing import Dict, List, Sequence
 
 from absl import logging
@@ -17,6 +18,7 @@ import numpy as np
 
 from pipeline import criteria
 from pipeline import data as data_lib
+from pipeline import layer_rates
 from pipeline import prune as prune_lib
 from pipeline import structured as structured_lib
 from pipeline import surgery
@@ -176,3 +178,15 @@ def stage(baseline, data: data_lib.Dataset, cfg, wd: str, con, seconds: dict) ->
     info["summary"] = ", ".join(f"{len(c.accuracy)} {c.kind} curves" for c in curves) + (
         f" on validation; {cfg.workdir}/sensitivity.md")
   return curves
+
+
+def auto_rates(baseline, curves, cfg):
+  """--layer_rates=auto: cfg with the per-layer rates chosen from the sensitivity curves to
+  reach --pruning_rate over the pruned layers' weights with the least predicted loss."""
+  sizes = {n: int(np.prod(criteria.pruned_weight(baseline.get_layer(n)).shape))
+           for n in prune_lib.prunable_layers(baseline, cfg.pruning_scope)}
+  rates = layer_rates.allocate(curves, sizes, cfg.pruning_rate)
+  logging.info("--layer_rates=auto chose, for %.0f%% overall: %s", 100 * cfg.pruning_rate,
+               ", ".join(f"{n} {r:.1%}" for n, r in rates.items()))
+  return dataclasses.replace(cfg, layer_rates=",".join(
+      f"{re.escape(n)}:{r:.6f}" for n, r in rates.items()))

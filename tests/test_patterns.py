@@ -67,3 +67,29 @@ def test_bad_patterns_are_one_line_before_training(overrides, message):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(prune=True, **overrides))
   assert str(e.value) == message
+
+
+def test_the_xnnpack_policy_prunes_the_1x1_convs_of_a_graph_that_qualifies(tmp_path):
+  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline import data, models  # pylint: disable=g-import-not-at-top
+  folder = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:3], 20, 40)
+  cfg = small_config(dataset="folder", data_dir=folder, model="sparse_mobilenet", alpha=0.25,
+                     prune=True, pruning_rate=0.8, pruning_policy="xnnpack", fine_tune_epochs=2)
+  ds = data.load_dataset(cfg)
+  model = models.build_model(cfg, ds.input_shape, ds.num_classes)
+  assert patterns.qualifies(model) == (True, "")
+  result = prune.prune(model, ds, cfg, str(tmp_path / "run"))
+  assert result.pruned_layers == [f"block{i}_pw" for i in range(1, 6)]
+  for layer in result.model.layers:
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None or type(layer).__name__ == "DepthwiseConv2D":
+      continue
+    zeros = float(np.mean(kernel.numpy() == 0))
+    assert (abs(zeros - 0.8) < 0.01) == (layer.name in result.pruned_layers), layer.name
+  # small_cnn does not qualify: refused before any training, with TF-MOT's reason.
+  with pytest.raises(ValueError) as e:
+    job.preflight(small_config(prune=True, pruning_policy="xnnpack"))
+  assert str(e.value).startswith(
+      "--pruning_policy=xnnpack: small_cnn does not qualify for XNNPACK's sparse inference "
+      "(Could not find `Conv2D 3x3` layer with stride 2x2")
+  assert str(e.value).endswith("; --model=sparse_mobilenet does")
