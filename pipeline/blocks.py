@@ -6,8 +6,8 @@
   and the stage checks, before any fine-tuning, that the smaller model equals the original
   with those branches zeroed (`zeroed`).
 - In a Sequential model, a Conv2D, SeparableConv2D or Dense layer whose output has its input's
-  shape (a Dense n -> n, a same-padded convolution keeping its channels) is a block too; removing it replaces it by the
-  identity, which is not exact, and the report says so.
+  shape (a Dense n -> n, a same-padded convolution keeping its channels) is a block too;
+  removing it replaces it by the identity, which is not exact, and the report says so.
 Blocks are ranked by how much the validation loss rises with each one alone removed, least
 first; the N cheapest go, then the model is fine-tuned (--fine_tune_epochs).
 """
