@@ -4,7 +4,9 @@
 the weights still left in the pruned layers (90% -> 95% -> 97.5% ...) with a short TF-MOT
 fine-tune (--budget_epochs) from the current sparsity, and is scored on the validation split
 against the baseline's validation accuracy. The last model within the budget is kept, as
-NNCF's adaptive compression level does; the test split is read only at the end, as always.
+NNCF's adaptive compression level does; after the first step over the budget, REFINE steps
+halfway back from it (bisection) look for a rate in between. The test split is read only at
+the end, as always.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ from pipeline import train as train_lib
 from pipeline.config import Config
 
 MAX_STEPS = 6
+REFINE = 2  # After the first step over the budget, steps halfway back (92.5%, then 91.25% ...).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,8 @@ def next_rate(rate: float) -> float:
 
 
 def search(baseline, start: prune_lib.PruneResult, data: data_lib.Dataset, cfg: Config,
-           workdir: str, callbacks=(), max_steps: int = MAX_STEPS) -> BudgetResult:
+           workdir: str, callbacks=(), max_steps: int = MAX_STEPS,
+           refine: int = REFINE) -> BudgetResult:
   """Raises the sparsity of `start` (pruned to cfg.pruning_rate) while the validation accuracy
   stays within cfg.max_accuracy_drop points of the baseline's."""
   base_val = train_lib.evaluate(baseline, data.validation)
@@ -57,20 +61,35 @@ def search(baseline, start: prune_lib.PruneResult, data: data_lib.Dataset, cfg: 
         f"on validation, more than --max_accuracy_drop={budget:g}; kept it (lower the rate)"))
   stopped = f"stopped after {max_steps} steps"
   current = start.model
-  for step in range(1, max_steps + 1):
-    target = next_rate(rate)
+
+  def step_to(target, model, n):
     step_cfg = dataclasses.replace(cfg, pruning_rate=target, initial_sparsity=rate,
                                    fine_tune_epochs=cfg.budget_epochs, layer_rates="",
                                    pruning_begin_step=None, pruning_end_step=None,
                                    pruning_frequency=None)
-    logging.info("Budget step %d: %.2f%% -> %.2f%% sparsity.", step, 100 * rate, 100 * target)
-    result = prune_lib.prune(current, data, step_cfg, os.path.join(workdir, f"step_{step}"),
+    logging.info("Budget step %d: %.2f%% -> %.2f%% sparsity.", n, 100 * rate, 100 * target)
+    result = prune_lib.prune(model, data, step_cfg, os.path.join(workdir, f"step_{n}"),
                              callbacks=callbacks)
     path.append(entry(target, result.model))
+    return result.model
+
+  for step in range(1, max_steps + 1):
+    target = next_rate(rate)
+    model = step_to(target, current, step)
     if not path[-1]["within"]:
       stopped = (f"{100 * target:.2f}% cost {path[-1]['drop_points']:.2f} points on validation, "
                  f"more than --max_accuracy_drop={budget:g}")
+      # Halving what is left is a coarse step: try halfway back, REFINE times.
+      over = target
+      for extra in range(1, refine + 1):
+        mid = (rate + over) / 2
+        model = step_to(mid, current, step + extra)
+        if path[-1]["within"]:
+          kept, rate, current = model, mid, model
+        else:
+          over = mid
+      if refine:
+        stopped += f"; {refine} finer step(s) between: kept {100 * rate:.2f}%"
       break
-    kept, rate, current = result.model, target, result.model
+    kept, rate, current = model, target, model
   return BudgetResult(kept, rate, base_val, path, stopped)
-

@@ -37,7 +37,7 @@ def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before
   limit = probe.path[0]["drop_points"] + 3.0
   found = budget.search(trained_cnn, start, mnist_small,
                         small_config(**{**cfg.__dict__, "max_accuracy_drop": limit}),
-                        str(tmp_path / "b"), max_steps=5)
+                        str(tmp_path / "b"), max_steps=5, refine=0)
   over = found.path[-1]
   assert not over["within"] and over["drop_points"] > limit, found.path
   assert all(p["within"] for p in found.path[:-1])
@@ -46,6 +46,16 @@ def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before
   assert abs(reached - found.rate) < 0.01
   assert found.stopped == (f"{100 * over['rate']:.2f}% cost {over['drop_points']:.2f} points on "
                            f"validation, more than --max_accuracy_drop={limit:g}")
+  # One finer step halfway back from the crossing: kept if within, else the same as before.
+  again = budget.search(trained_cnn, start, mnist_small,
+                        small_config(**{**cfg.__dict__, "max_accuracy_drop": limit}),
+                        str(tmp_path / "c"), max_steps=5, refine=1)
+  first_over = next(i for i, p in enumerate(again.path) if not p["within"])
+  assert len(again.path) == first_over + 2
+  before, crossed, mid = again.path[first_over - 1:]
+  assert mid["rate"] == (before["rate"] + crossed["rate"]) / 2
+  assert again.rate == (mid["rate"] if mid["within"] else before["rate"])
+  assert again.stopped.endswith(f"; 1 finer step(s) between: kept {100 * again.rate:.2f}%")
 
 
 @pytest.mark.parametrize("overrides", [dict(prune=False),

@@ -19,7 +19,7 @@ def test_builders_shapes_and_sizes(name, params):
 
 def test_unknown_model_lists_valid_names():
   with pytest.raises(ValueError, match=r"^--model=vgg: unknown; valid: small_cnn, lenet5, "
-                     r"mobilenet_v2, mobilenet_v3_small$"):
+                     r"mobilenet_v2, mobilenet_v3_small, sparse_mobilenet$"):
     models.build_model(small_config(model="vgg"), (28, 28, 1), 10)
 
 

@@ -57,8 +57,8 @@ def test_blocks_prune_dense_layers_in_whole_blocks(trained_cnn, mnist_small, tmp
     (dict(sparsity_m_by_n="4,2"), "--sparsity_m_by_n=4,2: must be M,N with 0 < M < N (e.g. 2,4)"),
     (dict(block_size="1"), "--block_size=1: must be two positive integers, rows,columns (e.g. "
      "1,4)"),
-    (dict(sparsity_m_by_n="2,4", block_size="1,4"), "--sparsity_m_by_n=2,4: TF-MOT takes a block "
-     "size or an M:N pattern, not both"),
+    (dict(sparsity_m_by_n="2,4", block_size="1,4"), "--sparsity_m_by_n=2,4: take one of "
+     "--sparsity_m_by_n, --block_size and --pruning_policy"),
     (dict(sparsity_m_by_n="2,4", schedule="one_shot", pruning_criterion="obs"),
      "--sparsity_m_by_n=2,4: TF-MOT applies it with its own magnitude schedules; use "
      "--schedule=polynomial or constant and --pruning_criterion=magnitude"),
