@@ -151,6 +151,20 @@ def rank(model, blocks: List[Block], x: np.ndarray, y: np.ndarray) -> Dict[str, 
   return {b.name: loss(remove(model, [b])) - base for b in blocks}
 
 
+def check(model, cfg: Config) -> None:
+  """One-line ValueErrors for --remove_blocks, before any training."""
+  if not cfg.remove_blocks:
+    return
+  if cfg.target_speedup:
+    raise ValueError(f"--remove_blocks={cfg.remove_blocks}: --target_speedup plans on the "
+                     "whole baseline; use one or the other")
+  found = len(find(model))
+  if found < cfg.remove_blocks:
+    raise ValueError(f"--remove_blocks={cfg.remove_blocks}: {model.name} has {found} removable "
+                     "block(s) (residual blocks with an identity skip, or in a Sequential model "
+                     "layers whose output has their input's shape)")
+
+
 def remove_blocks(model, data: data_lib.Dataset, cfg: Config, workdir: str, callbacks=()):
   """The stage: rank, remove the cfg.remove_blocks cheapest, check, fine-tune.
 
@@ -161,11 +175,8 @@ def remove_blocks(model, data: data_lib.Dataset, cfg: Config, workdir: str, call
     ValueError: fewer removable blocks than asked (one line naming the flag).
     RuntimeError: an exact removal differs from the zeroed original (a bug).
   """
+  check(model, cfg)
   found = find(model)
-  if len(found) < cfg.remove_blocks:
-    raise ValueError(f"--remove_blocks={cfg.remove_blocks}: {model.name} has "
-                     f"{len(found)} removable block(s) (residual blocks with an identity skip, "
-                     "or layers whose output has their input's shape)")
   x, y = data_lib.sample(data.validation, EXAMPLES, cfg.seed)
   costs = rank(model, found, x, y)
   chosen = sorted(found, key=lambda b: costs[b.name])[:cfg.remove_blocks]

@@ -63,6 +63,7 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.max_accuracy_drop is not None and (not cfg.prune or cfg.layer_rates):
     raise ValueError(f"--max_accuracy_drop={cfg.max_accuracy_drop:g}: raises --pruning_rate "
                      "step by step, so it needs --prune and no --layer_rates")
+  schedules_lib.check_needs_prune(cfg)
   if cfg.layer_rates and not cfg.prune:
     raise ValueError(f"--layer_rates={cfg.layer_rates}: sets TF-MOT's per-layer rates, so it "
                      "needs --prune")
@@ -80,15 +81,7 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.structured_rate > 0 or cfg.target_speedup:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
   speed_target.check(baseline or fresh, cfg)
-  if cfg.remove_blocks:
-    if cfg.target_speedup:
-      raise ValueError(f"--remove_blocks={cfg.remove_blocks}: --target_speedup plans on the "
-                       "whole baseline; use one or the other")
-    found = len(blocks_lib.find(baseline or fresh))
-    if found < cfg.remove_blocks:
-      raise ValueError(f"--remove_blocks={cfg.remove_blocks}: {(baseline or fresh).name} has "
-                       f"{found} removable block(s) (residual blocks with an identity skip, or "
-                       "in a Sequential model layers whose output has their input's shape)")
+  blocks_lib.check(baseline or fresh, cfg)
   schedule = None
   if cfg.prune:
     schedules_lib.check(cfg)

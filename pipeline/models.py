@@ -131,9 +131,11 @@ def build_model(cfg: Config, input_shape, num_classes: int) -> keras.Model:
   shape = "x".join(map(str, input_shape))
   if cfg.model == "sparse_mobilenet":
     if input_shape[-1] != 3 or min(input_shape[:2]) < MOBILENET_MIN_SIZE:
+      fix = " and ".join(f for f, bad in (("--color_mode=rgb", input_shape[-1] != 3), (
+          "--image_size", min(input_shape[:2]) < MOBILENET_MIN_SIZE)) if bad)
       raise ValueError(f"--model=sparse_mobilenet: needs RGB images of at least "
                        f"{MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE}, the data's are {shape}; "
-                       "set --color_mode=rgb and --image_size")
+                       f"set {fix}")
     if cfg.weights:
       raise ValueError(f"--weights={cfg.weights}: sparse_mobilenet has no pretrained weights")
     return sparse_mobilenet(input_shape, num_classes, cfg.alpha)

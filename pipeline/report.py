@@ -203,6 +203,10 @@ def to_markdown(report: dict) -> str:
          f"({chance:.0%}: always answering the largest class): it has not learned the task, so "
          "nothing below says much; train it longer (--epochs) before pruning.", ""]
         if b["test_accuracy"] < chance + 0.05 else []),
+      *([f"WARNING: the pruned model's test accuracy, {_pct(p['test_accuracy'])}, is near chance "
+         f"({chance:.0%}) while the baseline's is {_pct(b['test_accuracy'])}: this pruning "
+         "destroyed the model; prune less, or fine-tune longer (--fine_tune_epochs).", ""]
+        if p is not None and p["test_accuracy"] < chance + 0.05 <= b["test_accuracy"] else []),
       f"Data: {ds['source']}; {ds['train_examples']:,} train, {ds['validation_examples']:,} "
       f"validation, {ds['test_examples']:,} test images (accuracy is on all test images)"
       + _data_details(ds) + ".",
@@ -297,6 +301,17 @@ def to_markdown(report: dict) -> str:
                    + ", ".join(f"{n} {100 * r:.4g}% (reached {_pct(p['layer_sparsity'].get(n))})"
                                for n, r in p["layer_rates"].items()) + ".")
     lines += _budget_lines(p.get("budget"))
+    cfg = report["config"]
+    if p.get("layer_rates") and cfg.get("prune"):
+      how = {"polynomial": "TF-MOT PolynomialDecay (magnitude)",
+             "constant": "TF-MOT ConstantSparsity (magnitude)",
+             "one_shot": f"one-shot by {cfg.get('pruning_criterion')}, then the mask held by "
+                         "TF-MOT",
+             "iterative": f"{cfg.get('iterative_rounds')} iterative rounds by "
+                          f"{cfg.get('pruning_criterion')}, each fine-tuned with the mask held"
+             }.get(cfg.get("schedule", "polynomial"), cfg.get("schedule"))
+      lines.append(f"Unstructured pruning: {how}; per layer: " + ", ".join(
+          f"{n} {_pct(p['layer_sparsity'].get(n))}" for n in p["layer_rates"]) + ".")
     if p["pruned_layers"]:
       lines.append(f"Sparsity = zeros among the kernels of the pruned layers "
                    f"({', '.join(p['pruned_layers'])}); over all weights: "

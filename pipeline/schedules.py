@@ -30,6 +30,17 @@ import tf_keras as keras  # pylint: disable=g-bad-import-order
 SCHEDULES = ("polynomial", "constant", "one_shot", "iterative")
 
 
+def check_needs_prune(cfg: Config) -> None:
+  """A one-line ValueError for flags of weight pruning given without --prune."""
+  unstructured = [f"--{k}={v}" for k, v, default in (
+      ("schedule", cfg.schedule, "polynomial"),
+      ("pruning_criterion", cfg.pruning_criterion, "magnitude"),
+      ("sparsity_m_by_n", cfg.sparsity_m_by_n, ""), ("block_size", cfg.block_size, ""),
+      ("pruning_policy", cfg.pruning_policy, "")) if v != default]
+  if unstructured and not cfg.prune:
+    raise ValueError(f"{unstructured[0]}: sets how TF-MOT prunes weights, so it needs --prune")
+
+
 def check(cfg: Config) -> None:
   """Raises a one-line ValueError for a schedule and criterion that do not go together."""
   if cfg.schedule not in SCHEDULES:

@@ -261,12 +261,14 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     logging.info("Structured step %d/%d (%s, %s): %d -> %d parameters; equals the masked "
                  "original to %.1e.", step + 1, cfg.structured_steps, cfg.structured_criterion,
                  cfg.structured_scope, current.count_params(), small.count_params(), diff)
-    epochs = max(1, cfg.fine_tune_epochs // cfg.structured_steps)
-    train_lib.fit(small, data, epochs=epochs, batch_size=cfg.batch_size,
-                  learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed + step,
-                  log_dir=os.path.join(workdir, "logs", f"structured_{step + 1}"),
-                  verbose=cfg.verbose, callbacks=callbacks,
-                  augment=augment_lib.augmentation(cfg))
+    # --fine_tune_epochs=0 (allowed for one-shot pruning) fine-tunes nothing here either.
+    epochs = max(1, cfg.fine_tune_epochs // cfg.structured_steps) if cfg.fine_tune_epochs else 0
+    if epochs:
+      train_lib.fit(small, data, epochs=epochs, batch_size=cfg.batch_size,
+                    learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed + step,
+                    log_dir=os.path.join(workdir, "logs", f"structured_{step + 1}"),
+                    verbose=cfg.verbose, callbacks=callbacks,
+                    augment=augment_lib.augmentation(cfg))
     current = small
   for producer, reason in sorted(skipped.items()):
     logging.info("Structured: left %s whole: %s.", producer, reason)

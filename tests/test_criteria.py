@@ -140,3 +140,14 @@ def test_bad_combinations_are_one_line_before_training(overrides, message):
 def test_schedules_module_names_every_schedule():
   from pipeline import config  # pylint: disable=g-import-not-at-top
   assert schedules.SCHEDULES == config.SCHEDULES and criteria.CRITERIA == config.PRUNING_CRITERIA
+
+
+@pytest.mark.parametrize("overrides,flag", [
+    (dict(schedule="one_shot"), "--schedule=one_shot"),
+    (dict(sparsity_m_by_n="2,4"), "--sparsity_m_by_n=2,4"),
+    (dict(pruning_policy="xnnpack"), "--pruning_policy=xnnpack"),
+])
+def test_weight_pruning_flags_without_prune_are_refused(overrides, flag):
+  with pytest.raises(ValueError) as e:
+    job.preflight(small_config(**overrides))
+  assert str(e.value) == f"{flag}: sets how TF-MOT prunes weights, so it needs --prune"

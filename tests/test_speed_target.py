@@ -21,8 +21,8 @@ def test_the_path_takes_the_least_loss_per_millisecond_first():
   steps = speed_target.path(TABLE, LOSSES)
   assert steps == [{}, {"a": 24}, {"a": 16}, {"a": 8}, {"a": 8, "b": 48}, {"a": 8, "b": 32},
                    {"a": 8, "b": 16}]
-  # Predicted: the dense latency minus each group's own saving.
-  assert speed_target.predicted(TABLE, {"a": 8, "b": 48}) == pytest.approx(10 / 3.5)
+  # Predicted: each group's own latency fraction, multiplied (0.4 x 0.95).
+  assert speed_target.predicted(TABLE, {"a": 8, "b": 48}) == pytest.approx(1 / 0.38)
   # Without timing, the first allocation predicted to reach the target is kept.
   got = speed_target.plan(None, TABLE, LOSSES, 1.6)
   assert got.counts == {"a": 16} and got.measured is None
@@ -42,7 +42,7 @@ def test_a_costly_step_before_a_cheap_one_is_not_a_wall():
 def test_an_unreachable_target_is_one_line_naming_the_flag():
   with pytest.raises(speed_target.Unreachable) as e:
     speed_target.plan(None, TABLE, LOSSES, 5.0)
-  assert str(e.value) == ("--target_speedup=5: the latency table predicts at most 4.00x with "
+  assert str(e.value) == ("--target_speedup=5: the latency table predicts at most 2.94x with "
                           "its groups at their smallest counts (a 8, b 16); ask for less, or "
                           "lower --min_channels / --channel_multiple")
   with pytest.raises(speed_target.Unreachable) as e:
@@ -192,7 +192,7 @@ def test_cli_with_a_device_table_keeps_the_predicted_allocation_and_refuses_the_
   proc = run_cli(args + ["--target_speedup=50", f"--workdir={tmp_path}/far"], cwd=REPO)
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [
-      "error: --target_speedup=50: the latency table predicts at most 6.25x with its groups at "
+      "error: --target_speedup=50: the latency table predicts at most 3.26x with its groups at "
       "their smallest counts (conv1 8, conv2 32, dense1 64); ask for less, or time smaller "
       "counts on the device"]
   assert "Traceback" not in proc.stderr
