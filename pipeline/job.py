@@ -183,7 +183,8 @@ def pruning_stages(baseline, data: data_lib.Dataset, cfg: Config, wd: str,
         info["summary"] = (f"kept {found.rate:.2%} sparsity ({len(found.path) - 1} step(s)); "
                            f"{found.stopped}")
       final = found.model
-      result = dataclasses.replace(result, layer_rates={n: found.rate for n in result.layer_rates})
+      reached = sparsity_lib.layer_sparsity(found.model)  # Per layer: global_magnitude's own.
+      result = dataclasses.replace(result, layer_rates={n: reached[n] for n in result.layer_rates})
       row["budget"] = {"max_drop": cfg.max_accuracy_drop, "rate": found.rate,
                        "baseline_val_accuracy": found.baseline_val_accuracy,
                        "path": found.path, "stopped": found.stopped}

@@ -42,6 +42,7 @@ def sparsegpt(w: np.ndarray, h: np.ndarray, rate: float, block: int = BLOCK,
   h[dead, dead] = 1.0
   w[:, dead] = 0.0
   h[np.diag_indices(cols)] += damping * np.mean(np.diag(h))
+  prior = w != 0  # An earlier round's zeros stay zero, whatever the updates do to them.
   # Upper Cholesky factor U of H^-1 (H^-1 = U^T U): row i holds what pruning input i needs.
   u = np.linalg.cholesky(np.linalg.inv(h)).T
   keep = np.ones_like(w, bool)
@@ -53,7 +54,7 @@ def sparsegpt(w: np.ndarray, h: np.ndarray, rate: float, block: int = BLOCK,
     drop = int(round(rate * saliency.size))
     mask = np.ones(saliency.size, bool)
     mask[np.argsort(saliency, axis=None, kind="stable")[:drop]] = False
-    mask = mask.reshape(saliency.shape) & (w1 != 0)  # A zero (an earlier round's) stays zero.
+    mask = mask.reshape(saliency.shape) & prior[:, i1:i2]
     for i in range(i2 - i1):
       q = np.where(mask[:, i], w1[:, i], 0.0)
       e = (w1[:, i] - q) / u1[i, i]

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from export import graph as graph_lib
+from pipeline import criteria
 from pipeline.config import Config
 
 
@@ -60,6 +61,9 @@ def check(cfg: Config) -> None:
   if cfg.layer_rates:
     raise ValueError(f"{flag}: sets every pruned layer's pattern; drop "
                      f"--layer_rates={cfg.layer_rates}")
+  if cfg.max_accuracy_drop is not None:
+    raise ValueError(f"{flag}: fixes what is pruned, so --max_accuracy_drop="
+                     f"{cfg.max_accuracy_drop:g} has no rate to raise")
 
 
 def qualifies(model) -> Tuple[bool, str]:
@@ -108,7 +112,8 @@ def rates(cfg: Config, model, asked: Dict[str, float]) -> Dict[str, float]:
   if m_by_n:
     return {n: m_by_n[0] / m_by_n[1] for n in asked}
   if parse(cfg.block_size, "block_size"):
-    dense = {n: r for n, r in asked.items() if len(model.get_layer(n).kernel.shape) == 2}
+    dense = {n: r for n, r in asked.items()
+             if len(criteria.pruned_weight(model.get_layer(n)).shape) == 2}
     if not dense:
       raise ValueError(f"--block_size={cfg.block_size}: TF-MOT prunes blocks of 2-D kernels "
                        f"only, and no Dense layer is in scope ({', '.join(asked)})")

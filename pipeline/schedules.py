@@ -98,7 +98,9 @@ def prune(model, data: data_lib.Dataset, cfg: Config, workdir: str, rates: Dict[
     left = criteria.apply(current, step, cfg.pruning_criterion, x, y, cfg.seed)
     logging.info("%s round %d/%d (%s): %s.", cfg.schedule, r, rounds, cfg.pruning_criterion,
                  ", ".join(f"{n} {s:.1%}" for n, s in left.items()))
-    epochs = cfg.fine_tune_epochs // rounds + (1 if r <= cfg.fine_tune_epochs % rounds else 0)
+    # Spare epochs go to the last, deepest rounds.
+    epochs = cfg.fine_tune_epochs // rounds + (
+        1 if r > rounds - cfg.fine_tune_epochs % rounds else 0)
     if epochs == 0:
       continue
     wrapped = held(current, left)

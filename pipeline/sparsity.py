@@ -6,8 +6,9 @@ import numpy as np
 
 
 def kernel_of(layer):
-  """The layer's main weight tensor (kernel or depthwise kernel), or None."""
-  for attr in ("kernel", "depthwise_kernel"):
+  """The layer's main weight tensor, the one pruning removes weights from (a SeparableConv2D's
+  pointwise kernel, else the kernel or depthwise kernel), or None."""
+  for attr in ("pointwise_kernel", "kernel", "depthwise_kernel"):
     w = getattr(layer, attr, None)
     if w is not None:
       return np.asarray(w)

@@ -151,3 +151,12 @@ def test_weight_pruning_flags_without_prune_are_refused(overrides, flag):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(**overrides))
   assert str(e.value) == f"{flag}: sets how TF-MOT prunes weights, so it needs --prune"
+
+
+def test_sparsegpt_never_brings_back_an_earlier_zero():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(500, 24)) @ rng.normal(size=(24, 300))
+  w = rng.normal(size=(16, 300))
+  w[:, 200:][rng.random((16, 100)) < 0.6] = 0  # An earlier round's zeros, in a later block.
+  pruned, keep = obs.sparsegpt(w, x.T @ x, 0.5)
+  assert np.all(pruned[w == 0] == 0) and not np.any(keep[w == 0])

@@ -62,6 +62,8 @@ def test_blocks_prune_dense_layers_in_whole_blocks(trained_cnn, mnist_small, tmp
     (dict(sparsity_m_by_n="2,4", schedule="one_shot", pruning_criterion="obs"),
      "--sparsity_m_by_n=2,4: TF-MOT applies it with its own magnitude schedules; use "
      "--schedule=polynomial or constant and --pruning_criterion=magnitude"),
+    (dict(sparsity_m_by_n="2,4", max_accuracy_drop=0.5), "--sparsity_m_by_n=2,4: fixes what is "
+     "pruned, so --max_accuracy_drop=0.5 has no rate to raise"),
 ])
 def test_bad_patterns_are_one_line_before_training(overrides, message):
   with pytest.raises(ValueError) as e:
