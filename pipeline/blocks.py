@@ -39,10 +39,6 @@ class Block:
   exact: bool  # A residual block: removing it equals zeroing its branch.
 
 
-def _config(model):
-  return surgery.as_functional(model).get_config()
-
-
 def find(model) -> List[Block]:
   """The removable blocks of `model`, in graph order."""
   chain = isinstance(model, keras.Sequential)
@@ -91,7 +87,7 @@ def _between(skip: str, end: str, parents) -> set:
 
 def remove(model, blocks: List[Block]):
   """A new model without `blocks`: whatever read a block's output reads its start instead."""
-  config = _config(model)
+  config = surgery.as_functional(model).get_config()
   gone = {n for b in blocks for n in b.layers}
   start = {b.name: b.start for b in blocks}
 

@@ -57,7 +57,7 @@ class Plan:
   tries: List[dict]  # Per allocation timed: path, step, predicted, measured, counts, kept.
   source: str  # Where the table came from.
   untimed_groups: List[str] = dataclasses.field(default_factory=list)  # Left whole: no entry.
-  tolerance: float = 0.0
+  tolerance: float = TOLERANCE
 
 
 def _options(table: table_lib.Table, losses: Optional[Dict[str, List[float]]] = None):
@@ -122,8 +122,8 @@ def predicted(table: table_lib.Table, counts: Dict[str, int]) -> float:
   """The table's speed-up for `counts`: each group's own latency fraction (its time over the
   dense time, smoothed as `path` sees it), multiplied. Adding the savings instead counts a
   layer between two cut groups twice and can pass the dense time itself (an infinite
-  prediction); multiplying never does, and on small_cnn it came within 5% of the measured
-  speed-up where adding was 70% too high."""
+  prediction); multiplying never does. Fashion-MNIST small_cnn's table (AMD EPYC AVX2) for
+  conv1 16, conv2 24, dense1 40: multiplied 2.76x, added 6.76x, measured 2.89x."""
   options = _options(table)
   fraction = 1.0
   for g, c in counts.items():
@@ -162,9 +162,8 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   steps = path(table, losses)
   preds = [predicted(table, c) for c in steps]
   first = next(i for i, p in enumerate(preds) if p >= target)
-  untimed = dict(untimed_groups=[], tolerance=TOLERANCE)
   if time_pair is None:
-    return Plan(steps[first], target, preds[first], None, True, [], table.source, **untimed)
+    return Plan(steps[first], target, preds[first], None, True, [], table.source)
   tries, measured = [], {}
   main = steps
 
@@ -181,6 +180,7 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
     return measured[i] >= target * (1 - TOLERANCE)
 
   lo, hi = search(steps, reaches, first)
+
   def timed(where, counts):  # The index of that allocation's try.
     return next(j for j, t in enumerate(tries) if t["path"] == where and t["counts"] == counts)
 
@@ -204,13 +204,13 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   if got < low:
     logging.warning("--target_speedup=%g: not reached; the fastest allocation on the path "
                     "measured %.2fx.", target, got)
-  return Plan(counts, target, pred, got, got >= low, tries, table.source, **untimed)
+  return Plan(counts, target, pred, got, got >= low, tries, table.source)
 
 
 def search(steps, reaches, first: int):
   """(lo, hi): steps[hi] is the first step that `reaches` (or the last step when none does);
   steps[lo] the last one before it known not to. Looks up from `first` with doubling strides
-  (the table over-predicts, so the first predicted step is usually short), then bisects."""
+  (the first step predicted to reach is often measured short), then bisects."""
   lo, hi = 0, None
   i, stride = first, 1
   while hi is None:
