@@ -40,6 +40,12 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y))
 
 
+def cross_entropy(model, x: np.ndarray, y: np.ndarray) -> float:
+  """Mean validation cross-entropy (the models here end in a softmax, as training assumes)."""
+  p = np.clip(model.predict(x, batch_size=256, verbose=0), 1e-7, 1.0)
+  return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
 def unstructured(model, layers: Sequence[str], rates: Sequence[float], x: np.ndarray,
                  y: np.ndarray, progress=None) -> Curves:
   """Each layer alone, its kernel's smallest |w| zeroed to each rate; `model` is restored."""
@@ -83,9 +89,9 @@ def structured(model, rates: Sequence[float], x: np.ndarray, y: np.ndarray, skip
 
 def zeroed_accuracy(a: surgery.Analysis, g: surgery.Group, score: np.ndarray,
                     removed_counts: Sequence[int], x: np.ndarray, y: np.ndarray,
-                    progress=None) -> List[float]:
-  """Accuracy of `a.model` with group `g`'s lowest-scored channels zeroed at its producers,
-  for each count removed; the weights are restored afterwards."""
+                    progress=None, metric=_accuracy) -> List[float]:
+  """Accuracy (or `metric(model, x, y)`) of `a.model` with group `g`'s lowest-scored channels
+  zeroed at its producers, for each count removed; the weights are restored afterwards."""
   saved = {p: a.model.get_layer(p).get_weights() for p in g.producers}
   order = np.argsort(score, kind="stable")  # Weakest first.
   curve = []
@@ -94,7 +100,7 @@ def zeroed_accuracy(a: surgery.Analysis, g: surgery.Group, score: np.ndarray,
       for p in g.producers:  # What surgery.masked does, in place: no copy per trial.
         layer = a.model.get_layer(p)
         layer.set_weights(surgery.zeroed(layer, saved[p], order[:n]))
-      curve.append(_accuracy(a.model, x, y))
+      curve.append(metric(a.model, x, y))
       if progress:
         progress()
   finally:
