@@ -19,8 +19,9 @@
    to reach the target, then bisecting, for the first that measures at least
    (1 - TOLERANCE) x the target. If that one overshoots by more than TOLERANCE because one
    coarse step jumped past the target, the path is tried again from the step before with that
-   group held; of the allocations that reach the target, one within TOLERANCE of it is kept
-   before one further above. If none reaches it, the fastest is kept and the run says so.
+   group held (and again, holding one more group, while a step still jumps past); of the
+   allocations that reach the target, one within TOLERANCE of it is kept before one further
+   above. If none reaches it, the fastest is kept and the run says so.
    With a table read off a device nothing is timed here: the first allocation predicted to
    reach the target is kept, and the prediction is what is reported.
 """
@@ -170,14 +171,17 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   first = next(i for i, p in enumerate(preds) if p >= target)
   if time_pair is None:
     return Plan(steps[first], target, preds[first], None, True, [], table.source)
-  tries, measured = [], {}
+  tries, measured, seen = [], {}, {}
   main = steps
 
   def reaches(i):
+    key = tuple(sorted(steps[i].items()))
+    if key in seen:  # Timed on an earlier path.
+      measured[i] = seen[key]
     if i not in measured:
       small = surgery.shrink(a, {g.id: np.arange(steps[i][",".join(g.producers)])
                                  for g in a.prunable() if ",".join(g.producers) in steps[i]})
-      measured[i] = time_pair(small).paired
+      measured[i] = seen[key] = time_pair(small).paired
       tries.append({"path": "main" if steps is main else "side", "step": i,
                     "predicted": preds[i], "measured": measured[i], "counts": dict(steps[i]),
                     "kept": False})
@@ -187,21 +191,24 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
 
   lo, hi = search(steps, reaches, first)
 
-  def timed(where, counts):  # The index of that allocation's try.
-    return next(j for j, t in enumerate(tries) if t["path"] == where and t["counts"] == counts)
+  def timed(counts):  # The index of that allocation's latest try.
+    return max(j for j, t in enumerate(tries) if t["counts"] == counts)
 
-  found = [(steps[hi], preds[hi], measured[hi], timed("main", steps[hi]))]
-  if measured[hi] > target * (1 + TOLERANCE) and hi - lo == 1:
+  found = [(steps[hi], preds[hi], measured[hi], timed(steps[hi]))]
+  held = set()
+  while measured[hi] > target * (1 + TOLERANCE) and hi - lo == 1:
     # One coarse step jumped over the target (a narrow layer's 8 channels can be a third of
-    # the latency): go on from the step before it with that group held, in smaller steps.
-    moved = [g for g in steps[hi] if steps[hi][g] != steps[lo].get(g)]
-    side = path(table, losses, steps[lo], moved)
-    if len(side) > 1:
-      steps, preds = side, [predicted(table, c) for c in side]
-      measured = {}
-      _, hi2 = search(side, reaches, next((i for i, p in enumerate(preds) if p >= target),
-                                          len(side) - 1))
-      found.append((side[hi2], preds[hi2], measured[hi2], timed("side", side[hi2])))
+    # the latency): go on from the step before it with that group held, in the other groups'
+    # steps; if one of those jumps over too, hold it as well, until no group is left.
+    held |= {g for g in steps[hi] if steps[hi][g] != steps[lo].get(g)}
+    side = path(table, losses, steps[lo], held)
+    if len(side) < 2:
+      break
+    steps, preds = side, [predicted(table, c) for c in side]
+    measured = {}
+    lo, hi = search(side, reaches, next((i for i, p in enumerate(preds) if p >= target),
+                                        len(side) - 1))
+    found.append((side[hi], preds[hi], measured[hi], timed(side[hi])))
   low = target * (1 - TOLERANCE)
   # Reaching first; then within the tolerance above rather than further; then the closest.
   counts, pred, got, at = min(found, key=lambda f: (f[2] < low, f[2] > target * (1 + TOLERANCE),

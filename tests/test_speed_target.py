@@ -103,6 +103,36 @@ def test_a_side_path_that_falls_short_does_not_replace_an_overshoot():
   assert got.counts == {"a": 8} and got.reached and got.measured == pytest.approx(5.0)
 
 
+def test_side_paths_go_on_holding_each_group_that_jumps_over():
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  inp = keras.Input((8, 8, 3))
+  x = keras.layers.Conv2D(32, 3, activation="relu", name="a")(inp)
+  x = keras.layers.Conv2D(64, 3, activation="relu", name="b")(x)
+  x = keras.layers.Dense(32, activation="relu", name="c")(keras.layers.GlobalAveragePooling2D()(x))
+  a = surgery.analyze(keras.Model(inp, keras.layers.Dense(3, name="out")(x)))
+  table = latency_table.Table(10.0, {
+      "a": latency_table.Entry("a", 32, [24, 16, 8], [8.0, 6.0, 4.0], []),
+      "b": latency_table.Entry("b", 64, [48, 32, 16], [9.0, 8.0, 7.0], []),
+      "c": latency_table.Entry("c", 32, [24, 16, 8], [9.8, 9.6, 9.4], [])}, "constructed")
+  losses = {"a": [0.001, 0.002, 0.004], "b": [0.01, 0.02, 0.03], "c": [0.05, 0.1, 0.2]}
+  fa, fb = {32: 1, 24: 0.9, 16: 0.77, 8: 0.2}, {64: 1, 48: 0.97, 32: 0.93, 16: 0.5}
+  fc = {32: 1, 24: 0.97, 16: 0.94, 8: 0.9}
+
+  def time_pair(small):
+    ms = 10 * (fa[small.get_layer("a").filters] * fb[small.get_layer("b").filters]
+               * fc[small.get_layer("c").units])
+    return type("Speedup", (), {"paired": 10.0 / ms})()
+
+  got = speed_target.plan(a, table, losses, 1.5, time_pair)
+  # a16 1.30x short, a8 5x over; holding a: b32 1.40x short, b16 2.60x over; holding a and b:
+  # c24 1.44x, within 5% below 1.5.
+  assert got.counts == {"a": 16, "b": 32, "c": 24} and got.reached
+  assert got.measured == pytest.approx(1 / (0.77 * 0.93 * 0.97))
+  assert [t["counts"] for t in got.tries if t["kept"]] == [{"a": 16, "b": 32, "c": 24}]
+  counts = [tuple(sorted(t["counts"].items())) for t in got.tries]
+  assert len(counts) == len(set(counts))  # Nothing timed twice.
+
+
 def test_when_nothing_reaches_the_target_the_fastest_is_kept_and_flagged():
   a = _two_groups()
   timer = _timer(lambda ka, kb: 9.0 + ka / 32 + kb / 64)  # At most 10 / 9.375 = 1.07x.
