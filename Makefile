@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv run run-fashion test test-all bench fashion-data clean
+.PHONY: venv run run-fashion test test-all bench arm fashion-data clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,17 @@ bench: $(STAMP) fashion-data
 	$(PY) -m benchmarks.crosscheck --out_dir=bench_out
 	@for b in int8_layers widths camera streaming; do $(PY) -m benchmarks.$$b > bench_out/$$b.md.tmp || exit 1; \
 	  mv bench_out/$$b.md.tmp bench_out/$$b.md; cat bench_out/$$b.md; done
+	@if $(PY) -m export.arm --setup_only; then $(MAKE) --no-print-directory arm; \
+	else echo "note: ARM check skipped (the line above says what is missing)"; fi
+
+# The ARM build of LiteRT, emulated (qemu-user, Debian's arm64 Python, the aarch64 wheel; set up
+# once in ~/.cache/prune-pipeline, root needed for apt-get), and the ARM check on small_cnn and
+# sparse_mobilenet (about 10 minutes). Then `python -m export.arm FILE...` or --arm_check.
+arm: $(STAMP)
+	$(PY) -m export.arm --setup_only
+	@mkdir -p bench_out
+	$(PY) -m benchmarks.arm > bench_out/arm.md.tmp && mv bench_out/arm.md.tmp bench_out/arm.md
+	@cat bench_out/arm.md
 
 clean:
 	rm -rf $(VENV) runs bench_out *.egg-info

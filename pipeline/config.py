@@ -82,6 +82,8 @@ class Config:
   int8_io: bool = False
   benchmark_runs: int = 5000
   benchmark_warmup_runs: int = 20
+  arm_check: bool = False  # Run every file on the emulated arm64 LiteRT (pipeline/arm_stage.py).
+  arm_examples: int = 20  # Test images compared against x86 there, one invoke each.
 
   # Gates (export/gates.py): allowed accuracy change of a file against its Keras model, points.
   max_int8_accuracy_change: float = 1.0

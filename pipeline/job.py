@@ -18,6 +18,7 @@ import numpy as np
 from export import cpu as cpu_lib
 from export import gates
 from export import tflite as tflite_lib
+from pipeline import arm_stage
 from pipeline import blocks as blocks_lib
 from pipeline import budget as budget_lib
 from pipeline import console as console_lib
@@ -289,6 +290,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   if pruned_row:
     pruned_row["xnnpack_sparse_graph"] = dict(zip(("qualifies", "reason"),
                                                   patterns.qualifies(final)))
+  arm = arm_stage.stage(rows, data, cfg, con, seconds) if cfg.arm_check else None
   with con.stage("report", seconds) as info:
     report = report_lib.build(
         cfg, data.summary(), baseline_row, pruned_row, rows,
@@ -296,7 +298,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
          "rounds": measure_lib.TIMING_ROUNDS, "warmup_runs": cfg.benchmark_warmup_runs,
          "reference": tflite_lib.REFERENCE, "cpu": dataclasses.asdict(cpu_lib.read()),
          "cpu_description": cpu_lib.read().describe()},
-        seconds, wd)
+        seconds, wd, arm)
     report_lib.write(report, wd)
     info["summary"] = f"{cfg.workdir}/report.md"
   return report

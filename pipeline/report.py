@@ -5,6 +5,7 @@ import json
 import os
 from typing import List, Optional, Sequence
 
+from pipeline import arm_stage
 from pipeline import workdir as workdir_lib
 
 
@@ -26,7 +27,7 @@ def _macs(effective: Optional[float], total: Optional[int], reference: Optional[
 
 
 def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: Sequence[dict],
-          benchmark: dict, stage_seconds: dict, workdir: str) -> dict:
+          benchmark: dict, stage_seconds: dict, workdir: str, arm: Optional[dict] = None) -> dict:
   """The report as a JSON-ready dict; export paths become relative to the workdir."""
   base_acc = baseline["test_accuracy"]
   rows = []
@@ -46,6 +47,7 @@ def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: S
       "benchmark": benchmark,
       "stage_seconds": stage_seconds,
       "tensorboard": _event_dirs(workdir),
+      "arm": arm,  # pipeline/arm_stage.py's section (--arm_check), else None.
   }
 
 
@@ -128,7 +130,8 @@ def _target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
                    "faster than baseline_float32.")
   else:
     tries = "; ".join(
-        f"{t['path']} path step {t['step']}: predicted {t['predicted']:.2f}x, measured "
+        f"{t['path'].replace('side', 'side path')}{' path' if t['path'] == 'main' else ''} "
+        f"step {t['step']}: predicted {t['predicted']:.2f}x, measured "
         f"{t['measured']:.2f}x{' (kept)' if t['kept'] else ''}" for t in target["tries"])
     verdict = ""
     if final:
@@ -258,6 +261,9 @@ def to_markdown(report: dict) -> str:
   if fallbacks:
     lines += ["", "Delegate fallbacks:"]
     lines += [f"- {e['name']}: {e['fallback_reason']}" for e in fallbacks]
+  lines += arm_stage.lines(report.get("arm"), report["exports"])
+  if report.get("device"):  # Added by `python -m export.device --run_dir`.
+    lines += ["", "On a phone (`python -m export.device`):", "", report["device"]["markdown"]]
   sparse = [e for e in report["exports"] if e.get("sparsity", 0) > 0.05]
   if sparse:
     skip = [e["name"] for e in sparse if not e.get("sparse_kernel_blockers")]

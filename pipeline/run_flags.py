@@ -174,6 +174,13 @@ _RUNS = flags.DEFINE_integer("benchmark_runs", 5000, "Timed invokes per file, in
                              lower_bound=1)
 _WARMUP = flags.DEFINE_integer("benchmark_warmup_runs", 20, "Untimed invokes before timing.",
                                lower_bound=0)
+_ARM = flags.DEFINE_bool("arm_check", False, "Also run every exported file on the ARM build of "
+                        "LiteRT, emulated here (qemu-user; set up on first use, `make arm`): "
+                        "does XNNPACK prepare it on arm64, its outputs against x86's, and its "
+                        "emulated speed-up (an indication, not a phone latency).")
+_ARM_EXAMPLES = flags.DEFINE_integer("arm_examples", 20, "--arm_check: test images compared "
+                                     "against x86, one invoke each (emulation is ~300x slower).",
+                                     lower_bound=1)
 # Gates: every exported file must meet its format's bound against its Keras model.
 _INT8_CHANGE = flags.DEFINE_float("max_int8_accuracy_change", 1.0, "Largest change in test "
                                   "accuracy (points, either way) allowed between a dynamic_int8 "
@@ -264,6 +271,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       calibration_examples=_CALIBRATION.value,
       export_formats=tuple(dict.fromkeys(_FORMATS.value)), int8_io=_INT8_IO.value,
       benchmark_runs=_RUNS.value, benchmark_warmup_runs=_WARMUP.value,
+      arm_check=_ARM.value, arm_examples=_ARM_EXAMPLES.value,
       max_int8_accuracy_change=_INT8_CHANGE.value,
       max_float16_accuracy_change=_F16_CHANGE.value,
       workdir=_path(_WORKDIR.value) or f"runs/{_DATASET.value}-{now:%Y%m%d-%H%M%S}",

@@ -172,7 +172,7 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   if time_pair is None:
     return Plan(steps[first], target, preds[first], None, True, [], table.source)
   tries, measured, seen = [], {}, {}
-  main = steps
+  label = ["main"]  # The path being searched: main, side 1, side 2, ...
 
   def reaches(i):
     key = tuple(sorted(steps[i].items()))
@@ -182,7 +182,7 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
       small = surgery.shrink(a, {g.id: np.arange(steps[i][",".join(g.producers)])
                                  for g in a.prunable() if ",".join(g.producers) in steps[i]})
       measured[i] = seen[key] = time_pair(small).paired
-      tries.append({"path": "main" if steps is main else "side", "step": i,
+      tries.append({"path": label[0], "step": i,
                     "predicted": preds[i], "measured": measured[i], "counts": dict(steps[i]),
                     "kept": False})
       logging.info("Speed target %.2fx: step %d of %d, predicted %.2fx, measured %.2fx: %s.",
@@ -206,6 +206,7 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
       break
     steps, preds = side, [predicted(table, c) for c in side]
     measured = {}
+    label[0] = f"side {len(held)}"
     lo, hi = search(side, reaches, next((i for i, p in enumerate(preds) if p >= target),
                                         len(side) - 1))
     found.append((side[hi], preds[hi], measured[hi], timed(side[hi])))

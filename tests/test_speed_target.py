@@ -91,7 +91,7 @@ def test_a_step_that_jumps_over_the_target_is_retried_in_smaller_steps_elsewhere
   # (b48 1.44x, b32 1.62x: within 5% below 1.65).
   assert got.counts == {"a": 16, "b": 32} and got.reached
   assert got.measured == pytest.approx(10 / (7.7 * 0.8))
-  assert {t["path"] for t in got.tries} == {"main", "side"}
+  assert {t["path"] for t in got.tries} == {"main", "side 1"}
   assert [t["counts"] for t in got.tries if t["kept"]] == [{"a": 16, "b": 32}]
 
 

@@ -1,0 +1,137 @@
+"""The ARM check: the emulated runtime's set-up errors, the report's ARM table, and (marked slow,
+needing the emulator: `make arm`) a file that fails on arm64 XNNPACK reported as failing and a
+sparse file that qualifies running XNNPACK's sparse path."""
+
+import os
+
+import numpy as np
+import pytest
+
+from export import arm_check
+from export import emulator
+from export import litert
+from export import tflite
+from pipeline import arm_stage
+
+
+def test_without_qemu_or_root_the_setup_is_one_line(monkeypatch, tmp_path):
+  monkeypatch.setenv("PATH", str(tmp_path))  # No qemu-aarch64, no apt-get.
+  with pytest.raises(emulator.Unavailable) as e:
+    emulator.prepare(str(tmp_path / "arm"))
+  assert str(e.value) == ("ARM check unavailable: qemu-aarch64 not found, and installing "
+                          "Debian's qemu-user needs root and apt-get (apt-get install qemu-user)")
+  assert not (tmp_path / "arm").exists()
+
+
+def test_the_stage_says_why_it_skipped_and_the_run_goes_on(monkeypatch, tmp_path):
+  monkeypatch.setenv("PATH", str(tmp_path))
+  monkeypatch.setenv("PRUNE_ARM_DIR", str(tmp_path / "arm"))
+  from pipeline import console  # pylint: disable=g-import-not-at-top
+  rows = [{"name": "baseline_float32", "path": "x.tflite", "format": "float32"}]
+  section = arm_stage.stage(rows, None, None, console.Console(enabled=False), {})
+  assert section["skipped"].startswith("ARM check unavailable: qemu-aarch64 not found")
+  assert "arm" not in rows[0]
+  assert arm_stage.lines(section, rows) == [
+      "", f"ARM check (--arm_check) skipped: {section['skipped']}."]
+
+
+def test_the_report_table_names_the_files_that_would_fail():
+  speed = {"paired": 3.5, "p10": 3.4, "p90": 3.6, "best_round": 3.6, "p50": 3.5, "rounds": 5}
+  rows = [
+      {"name": "baseline_float32", "arm": {"prepares": True, "error": "", "max_abs_diff": 1e-8,
+                                           "outside": None, "speedup": None}},
+      {"name": "pruned_float32_sparse", "arm": {"prepares": True, "error": "",
+                                                "max_abs_diff": 2e-8, "outside": None,
+                                                "speedup": speed}},
+      {"name": "pruned_int8_sparse", "arm": {
+          "prepares": False, "error": "XNNPACK failed to prepare: failed to delegate",
+          "max_abs_diff": 3e-3, "outside": None, "speedup": None}},
+      {"name": "pruned_int8", "arm": {"prepares": True, "error": "", "max_abs_diff": 0.8,
+                                      "outside": "test accuracy 8.00% is -92.00 points",
+                                      "speedup": speed}}]
+  text = "\n".join(arm_stage.lines({"runtime": emulator.LABEL, "examples": 20}, rows))
+  assert "| pruned_float32_sparse | yes | 2.0e-08 | 3.50x (3.40-3.60) |" in text
+  assert ("| pruned_int8_sparse | **NO**: XNNPACK failed to prepare: failed to delegate | "
+          "3.0e-03 | - (not run by XNNPACK) |") in text
+  assert ("Would fail on a phone (XNNPACK does not prepare it there, or its outputs differ from "
+          "x86's): pruned_int8_sparse, pruned_int8.") in text
+
+
+def test_a_files_format_comes_from_its_name_or_its_tensors(tmp_path):
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(3, activation="softmax")])
+  (tmp_path / "m.tflite").write_bytes(tflite.convert(model, "float16"))
+  assert arm_check.file_format(str(tmp_path / "m.tflite")) == "float16"
+  assert arm_check.file_format("runs/x/tflite/pruned_dynamic_int8_sparse.tflite") == "dynamic_int8"
+  assert arm_check.file_format("runs/x/tflite/pruned_int8.tflite") == "int8"
+
+
+# --- With the emulator (slow; `make arm` sets it up). -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runtime():
+  try:
+    return emulator.prepare()
+  except emulator.Unavailable as e:
+    pytest.skip(str(e))
+
+
+def _mobilenets(tmp_path, size=32):
+  """sparse_mobilenet with BatchNorm statistics from one epoch, 90% of each 1x1 kernel zeroed,
+  as dense and sparse-encoded float32 files; and the same network ending as TF-MOT's
+  PruneForLatencyOnXNNPack docs show (GlobalAveragePooling keepdims, a 1x1 conv, Flatten)."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  from pipeline import models  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = models.sparse_mobilenet((size, size, 3), 10)
+  x = np.random.default_rng(0).uniform(0, 255, (64, size, size, 3)).astype(np.float32)
+  model.compile("sgd", "sparse_categorical_crossentropy")
+  model.fit(x, np.zeros(64), epochs=1, verbose=0)
+  head = keras.layers.Conv2D(10, 1, name="head")(model.get_layer("pool").output)
+  conv_head = keras.Model(model.input, keras.layers.Softmax()(keras.layers.Flatten()(head)))
+  files = {"dense": tflite.convert(model, "float32")}
+  for layer in model.layers:
+    if type(layer).__name__ == "Conv2D" and layer.kernel_size == (1, 1):
+      w = layer.get_weights()
+      w[0][np.abs(w[0]) < np.quantile(np.abs(w[0]), 0.9)] = 0
+      layer.set_weights(w)
+  files["sparse90"] = tflite.convert(model, "float32", sparse=True)
+  files["conv_head_sparse90"] = tflite.convert(conv_head, "float32", sparse=True)
+  paths = {}
+  for name, content in files.items():
+    paths[name] = str(tmp_path / f"{name}.tflite")
+    with open(paths[name], "wb") as f:
+      f.write(content)
+  return paths, x[:8]
+
+
+@pytest.mark.slow
+def test_on_arm_a_sparse_file_fails_or_runs_the_sparse_path(runtime, tmp_path):
+  paths, x = _mobilenets(tmp_path)
+  # On x86 every file runs with XNNPACK (its sparse path is off with AVX).
+  assert all(litert.open_model(p).delegate == "xnnpack" for p in paths.values())
+  assert litert.predict(litert.open_model(paths["conv_head_sparse90"]), x[:1], 1).shape == (1, 10)
+  got = {r.name: r for r in arm_check.check(paths, x, runtime, "dense", runs=10, rounds=5,
+                                            warmup_runs=1)}
+  bad = got["conv_head_sparse90"]
+  assert not bad.prepares and "failed to prepare" in bad.error and bad.speedup is None
+  good = got["sparse90"]
+  assert good.prepares and good.outside is None and good.max_abs_diff < 1e-4
+  assert good.speedup.paired > 1.5, good.speedup
+  text = arm_check.to_markdown(list(got.values()), "dense")
+  assert ("Would fail on a phone (XNNPACK does not prepare it, or its outputs differ): "
+          "conv_head_sparse90.") in text
+
+
+@pytest.mark.slow
+def test_the_cli_runs_files_on_arm(runtime, tmp_path):
+  del runtime
+  from conftest import run_cli  # pylint: disable=g-import-not-at-top
+  paths, _ = _mobilenets(tmp_path)
+  p = run_cli([paths["dense"], paths["sparse90"], "--examples=4", "--runs=10", "--rounds=5",
+               f"--json={tmp_path / 'arm.json'}"], str(tmp_path), module="export.arm")
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "| sparse90 | float32 | yes |" in p.stdout
+  assert os.path.exists(tmp_path / "arm.json")
