@@ -72,9 +72,9 @@ def main():
                                      "--export_formats=float32,int8", "--arm_check"],
                                     os.path.join(args.workdir, "small_cnn_90")))]
   mb = ["--flagfile=configs/mnist.flags", "--dataset=folder", f"--data_dir={folder}",
-        "--model=sparse_mobilenet", "--export_formats=float32"]
+        "--model=sparse_mobilenet", "--export_formats=float32", "--batch_size=32"]
   base = os.path.join(args.workdir, "sparse_mobilenet_base")
-  _run(mb + ["--noprune", "--epochs=12"], base)
+  _run(mb + ["--noprune", "--epochs=15"], base)
   for rate in (0.8, 0.9):
     reports.append((f"sparse_mobilenet {rate:.0%}", _run(
         mb + [f"--baseline_path={base}/baseline.keras", f"--pruning_rate={rate}",

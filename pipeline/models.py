@@ -111,7 +111,11 @@ def sparse_mobilenet(input_shape, num_classes: int, alpha: float = 1.0) -> keras
   x = layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
   x = layers.Flatten(name="flatten")(x)
   out = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-  return keras.Model(inp, out, name="sparse_mobilenet")
+  model = keras.Model(inp, out, name="sparse_mobilenet")
+  for layer in model.layers:  # As for the MobileNets above: small data sets, few steps.
+    if isinstance(layer, layers.BatchNormalization):
+      layer.momentum = BATCHNORM_MOMENTUM
+  return model
 
 
 BUILDERS = {"small_cnn": small_cnn, "lenet5": lenet5, "mobilenet_v2": mobilenet_v2,
