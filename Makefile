@@ -46,8 +46,9 @@ bench: $(STAMP) fashion-data
 	$(PY) -m benchmarks.crosscheck --out_dir=bench_out
 	@for b in int8_layers widths camera streaming; do $(PY) -m benchmarks.$$b > bench_out/$$b.md.tmp || exit 1; \
 	  mv bench_out/$$b.md.tmp bench_out/$$b.md; cat bench_out/$$b.md; done
-	@if $(PY) -m export.arm --setup_only; then $(MAKE) --no-print-directory arm; \
-	else echo "note: ARM check skipped (the line above says what is missing)"; fi
+	@if $(PY) -c "import sys; from export import emulator; sys.exit(not emulator.ready())"; \
+	then $(MAKE) --no-print-directory arm; \
+	else echo "note: ARM check skipped: the emulated runtime is not set up (make arm; root)"; fi
 
 # The ARM build of LiteRT, emulated (qemu-user, Debian's arm64 Python, the aarch64 wheel; set up
 # once in ~/.cache/prune-pipeline, root needed for apt-get), and the ARM check on small_cnn and

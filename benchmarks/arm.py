@@ -30,26 +30,29 @@ def _run(args, workdir):
 
 def summarize(reports) -> str:
   """Markdown: one row per exported file of each (label, report)."""
+  from pipeline import arm_stage  # pylint: disable=g-import-not-at-top
   rows = ["| run | file | x86: test accuracy | x86: speed-up (paired) | ARM: prepares | "
           "ARM: max \\|diff\\| | ARM emulated speed-up (p10-p90) |",
           "|---|---|---|---|---|---|---|"]
   cpu = ""
   for label, report in reports:
     cpu = report["benchmark"].get("cpu_description", "?")
-    if report.get("arm", {}).get("skipped"):
-      rows.append(f"| {label} | ARM check skipped: {report['arm']['skipped']} | | | | | |")
+    if (report.get("arm") or {}).get("skipped") or not report.get("arm"):
+      why = (report.get("arm") or {}).get("skipped") or "no ARM section"
+      rows.append(f"| {label} | ARM check skipped: {why} | | | | | |")
       continue
     for e in report["exports"]:
       a = e["arm"]
       s = a["speedup"]
-      speed = ("1.00x (reference)" if e["name"] == "baseline_float32" else
+      speed = ("1.00x (reference)" if e["name"] == arm_stage.REFERENCE else
                f"{s['paired']:.2f}x ({s['p10']:.2f}-{s['p90']:.2f})" if s else "-")
       outside = f" (outside: {a['outside']})" if a["outside"] else ""
       rows.append(f"| {label} | {e['name']} | {100 * e['test_accuracy']:.2f}% | "
                   f"{e['speedup']:.2f}x | {'yes' if a['prepares'] else 'NO: ' + a['error']} | "
                   f"{a['max_abs_diff']:.1e}{outside} | {speed} |")
-  rows += ["", f"x86: {cpu}. ARM: {reports[0][1]['arm'].get('runtime') or 'skipped'}; "
-           "outputs on 20 test images against x86's."]
+  arm = next((r["arm"] for _, r in reports if (r.get("arm") or {}).get("runtime")), {})
+  rows += ["", f"x86: {cpu}. ARM: {arm.get('runtime') or 'skipped'}; outputs on "
+           f"{arm.get('examples', '?')} test images against x86's."]
   return "\n".join(rows)
 
 
@@ -64,7 +67,7 @@ def main():
   except emulator.Unavailable as e:
     sys.exit(f"error: {e}")
   from benchmarks import shapes  # pylint: disable=g-import-not-at-top
-  folder = os.path.join(args.workdir, "shapes")
+  folder = os.path.join(args.workdir, f"shapes_{args.per_class}")
   if not os.path.isdir(folder):
     shapes.write_folder(folder + ".tmp", per_class=args.per_class, size=48)
     os.replace(folder + ".tmp", folder)

@@ -19,8 +19,6 @@ from pipeline import cli
 from pipeline import shared_flags
 from pipeline.cli import fail
 
-_REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) emulated speed-ups are "
-                                 "measured against (default: the first file).")
 _IMAGES = flags.DEFINE_string("images", None, "A .npy of float32 raw images (N, H, W, C) to run "
                               "on both sides (default: random pixels 0-255, seed 0).")
 _EXAMPLES = flags.DEFINE_integer("examples", 50, "Images compared against x86, one invoke each "
@@ -29,25 +27,68 @@ _ARM_DIR = flags.DEFINE_string("arm_dir", None, "Where the emulated runtime is k
                                "$PRUNE_ARM_DIR, else ~/.cache/prune-pipeline/arm-litert<ver>).")
 _SETUP_ONLY = flags.DEFINE_bool("setup_only", False, "Set the emulated runtime up, say where, "
                                 "and stop.")
-_JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-SHARED = ("runs", "rounds", "warmup_runs")
+SHARED = ("runs", "rounds", "warmup_runs", "reference", "json")
 
 
-def _images(shape_from: str):
-  import numpy as np  # pylint: disable=g-import-not-at-top
+def _inputs(paths, names):
+  """Each file's input shape (batch dimension left out), checked here on x86 before the slow
+  emulated run: one line for a file LiteRT cannot open or one with several inputs."""
   from export import litert  # pylint: disable=g-import-not-at-top
-  if _IMAGES.value:
+  shapes = {}
+  for p, n in zip(paths, names):
     try:
-      x = np.load(_IMAGES.value).astype(np.float32)
-    except (OSError, ValueError) as e:
-      fail(f"--images={_IMAGES.value}: not a readable .npy file ({e})")
-    return x[:_EXAMPLES.value]
-  shape = litert.open_model(shape_from, delegate="builtin").interpreter.get_input_details()[0][
-      "shape"][1:]
-  return np.random.default_rng(0).uniform(0, 255, (_EXAMPLES.value, *shape)).astype(np.float32)
+      details = litert.open_model(p, delegate="builtin").interpreter.get_input_details()
+    except ValueError as e:
+      fail(str(e))
+    if len(details) != 1:
+      fail(f"{p}: has {len(details)} inputs; the ARM check runs image classifiers (one input)")
+    shapes[n] = tuple(int(d) for d in details[0]["shape"][1:])
+  return shapes
+
+
+def _images(shapes, ref_name):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  want = shapes[ref_name]
+  if not _IMAGES.value:
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (_EXAMPLES.value, *want)).astype(np.float32)
+  try:
+    x = np.load(_IMAGES.value, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    fail(f"--images={_IMAGES.value}: not a .npy array file ({type(e).__name__}: "
+         f"{str(e).splitlines()[0][:120]})")
+  if x.ndim != len(want) + 1 or not len(x):
+    fail(f"--images={_IMAGES.value}: shape {x.shape}; needs (N>0, "
+         f"{', '.join(map(str, want))}) for {ref_name}")
+  for n, shape in shapes.items():
+    if tuple(x.shape[1:]) != shape:
+      fail(f"--images={_IMAGES.value}: shape {x.shape} does not fit {n}'s input "
+           f"{'x'.join(map(str, shape))}")
+  return x[:_EXAMPLES.value].astype(np.float32)
 
 
 def main(argv):
+  paths = argv[1:]
+  if not paths and not _SETUP_ONLY.value:
+    fail("no .tflite file given; usage: python -m export.arm FILE... [--reference=FILE]")
+  for p in paths:
+    if not os.path.isfile(p):
+      fail(f"{p}: no such file")
+  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  if len(set(names)) < len(names):
+    names = [os.path.splitext(p)[0] for p in paths]
+  images = ref_name = None
+  if paths:
+    ref = shared_flags.REFERENCE.value or paths[0]
+    norm = [os.path.normpath(p) for p in paths]
+    if ref in names:
+      ref_name = ref
+    elif os.path.normpath(ref) in norm:
+      ref_name = names[norm.index(os.path.normpath(ref))]
+    else:
+      fail(f"--reference={ref}: not among the files given")
+    images = _images(_inputs(paths, names), ref_name)
+
   from export import emulator  # pylint: disable=g-import-not-at-top
   try:
     rt = emulator.prepare(_ARM_DIR.value)
@@ -56,34 +97,20 @@ def main(argv):
   if _SETUP_ONLY.value:
     print(f"ARM runtime ready: {rt.root} ({rt.python} under {rt.qemu})")
     return
-  paths = argv[1:]
-  if not paths:
-    fail("no .tflite file given; usage: python -m export.arm FILE... [--reference=FILE]")
-  for p in paths:
-    if not os.path.isfile(p):
-      fail(f"{p}: no such file")
-  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  if len(set(names)) < len(names):
-    names = [os.path.splitext(p)[0] for p in paths]
-  ref = _REFERENCE.value or paths[0]
-  if ref not in paths and ref not in names:
-    fail(f"--reference={ref}: not among the files given")
-  ref_name = names[paths.index(ref)] if ref in paths else ref
-
   from export import arm_check  # pylint: disable=g-import-not-at-top
-  images = _images(paths[names.index(ref_name)])
   try:
     results = arm_check.check(dict(zip(names, paths)), images, rt, ref_name,
                               runs=shared_flags.value(shared_flags.RUNS, 40),
                               rounds=shared_flags.value(shared_flags.ROUNDS, 10),
                               warmup_runs=shared_flags.value(shared_flags.WARMUP_RUNS, 3))
   except (ValueError, RuntimeError) as e:
-    fail(str(e))
+    fail(str(e), status=1)
+  print(f"{len(images)} images, one invoke each on both sides.\n")
   print(arm_check.to_markdown(results, ref_name))
-  if _JSON.value:
+  if shared_flags.JSON.value:
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
-    workdir.atomic_write(_JSON.value, json.dumps(
-        {"reference": ref_name, "runtime": emulator.LABEL,
+    workdir.atomic_write(shared_flags.JSON.value, json.dumps(
+        {"reference": ref_name, "runtime": emulator.LABEL, "examples": len(images),
          "results": [arm_check.as_dict(r) for r in results]}, indent=2) + "\n")
 
 

@@ -1,11 +1,12 @@
-"""The half of the ARM check that runs inside the emulated arm64 Python (export/arm.py starts it).
+"""The half of the ARM check that runs inside the emulated arm64 Python (export/arm_check.py
+starts it).
 
 Imports only numpy, LiteRT and export.litert / export.timing (pure numpy + LiteRT), which is
 all the emulated runtime has. Reads a request JSON, writes a result JSON:
 
   request: {"files": {name: path}, "inputs": x.npy, "out_dir": dir, "warmup_runs": int,
             "runs": int, "rounds": int}
-  result:  {"cpu": ..., "files": {name: {"delegate", "fallback_reason", "outputs" (npy path)}},
+  result:  {"machine": ..., "files": {name: {"delegate", "fallback_reason", "outputs" (npy)}},
             "timings": [Timing as a dict, in the order of "files"]}
 
 Each file is opened with XNNPACK (LiteRT's default delegate); a file XNNPACK will not prepare
@@ -31,7 +32,7 @@ def main(request_path: str) -> None:
     req = json.load(f)
   x = np.load(req["inputs"])
   files = {}
-  for name, path in req["files"].items():
+  for i, (name, path) in enumerate(req["files"].items()):
     opened = litert.open_model(path)
     try:
       y = litert.predict(opened, x, batch_size=1)
@@ -40,7 +41,7 @@ def main(request_path: str) -> None:
       opened = litert.Opened(litert.open_model(path, delegate="builtin").interpreter, "builtin",
                              f"XNNPACK failed at the first invoke: {reason}")
       y = litert.predict(opened, x, batch_size=1)
-    out = os.path.join(req["out_dir"], f"{name}.arm.npy")
+    out = os.path.join(req["out_dir"], f"{i}.arm.npy")  # Names may hold a path.
     np.save(out, y)
     files[name] = {"delegate": opened.delegate, "fallback_reason": opened.fallback_reason or "",
                    "outputs": out}

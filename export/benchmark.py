@@ -21,10 +21,7 @@ from pipeline.cli import fail
 _THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
 _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
                                f"{', '.join(litert.DELEGATES)} (builtin = no default delegate).")
-SHARED = ("runs", "rounds", "warmup_runs")
-_REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) speed-ups are measured "
-                                 "against (default: the first file).")
-_JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+SHARED = ("runs", "rounds", "warmup_runs", "reference", "json")
 
 flags.register_validator("threads", lambda ts: bool(ts) and all(t.isdigit() and int(t) > 0
                                                                  for t in ts),
@@ -50,7 +47,7 @@ def main(argv):
     if not os.path.isfile(p):
       fail(f"{p}: no such file")
   names = _names(paths)
-  ref = _REFERENCE.value or paths[0]
+  ref = shared_flags.REFERENCE.value or paths[0]
   if ref not in paths and ref not in names:
     fail(f"--reference={ref}: not among the files given")
   ref_name = names[paths.index(ref)] if ref in paths else ref
@@ -77,10 +74,10 @@ def main(argv):
   print(timing.to_markdown(results, ref_name))
   work = _work(dict(zip(names, paths)), ref_name)
   print("\n" + "\n".join(work["lines"]))
-  if _JSON.value:
+  if shared_flags.JSON.value:
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
     ref = {(t.delegate_requested, t.threads): t for t in results if t.name == ref_name}
-    workdir.atomic_write(_JSON.value, json.dumps(
+    workdir.atomic_write(shared_flags.JSON.value, json.dumps(
         {"reference": ref_name, "cpu": machine.__dict__, "cpu_description": machine.describe(),
          "results": [dict(r.__dict__, speedup=timing.speedup(
              ref[(r.delegate_requested, r.threads)], r).as_dict()) for r in results],

@@ -5,7 +5,7 @@ Runs each file on an Android phone over adb with your LiteRT `benchmark_model` b
 /data/local/tmp that is removed afterwards. Prints the phone (model, ABI) and a table: size,
 average, first-inference and init time on the device, and the speed-up against the first
 file. benchmark_model runs the files one after another, not interleaved, so a speed-up is a
-ratio of averages, not paired. Exit status 1 if any file did not run.
+ratio of averages, not paired. Exit status 1 if any file did not run. Default: --warmup_runs=5.
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ from absl import flags
 
 from export import android
 from pipeline import cli
+from pipeline import shared_flags
 from pipeline.cli import fail
 
 _BINARY = flags.DEFINE_string("benchmark_binary", None, "Path of your benchmark_model built for "
@@ -23,16 +24,13 @@ _BINARY = flags.DEFINE_string("benchmark_binary", None, "Path of your benchmark_
 _ADB = flags.DEFINE_string("adb", "adb", "The adb program: a name on PATH or a path.")
 _SERIAL = flags.DEFINE_string("adb_serial", None, "Serial of the device to use (adb -s SERIAL); "
                               "needed when several are connected (see `adb devices`).")
-_THREADS = flags.DEFINE_integer("threads", 1, "Threads per file (benchmark_model's "
+_THREADS = flags.DEFINE_integer("num_threads", 1, "Threads per file (benchmark_model's "
                                 "--num_threads).", lower_bound=1)
 _DELEGATE = flags.DEFINE_enum("delegate", "xnnpack", android.DELEGATES, "Kernels: xnnpack "
                               "(--use_xnnpack=true), gpu (--use_gpu=true), none "
                               "(--use_xnnpack=false: the builtin kernels).")
 _NUM_RUNS = flags.DEFINE_integer("num_runs", 50, "Timed runs per file (benchmark_model runs at "
                                  "least this many, and for at least 1 s).", lower_bound=1)
-_WARMUP_RUNS = flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per file first (at least "
-                                    "this many, and for at least 0.5 s).", lower_bound=0)
-_JSON = flags.DEFINE_string("json", None, "Also write the phone and the rows to this JSON file.")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A pipeline run directory: time its exported "
                                "files (when no FILE is given; baseline_float32 first) and add the "
                                "on-device table to its report.md and report.json.")
@@ -61,7 +59,9 @@ def _report():
 def main(argv):
   paths = argv[1:]
   report = _report() if _RUN_DIR.value else None
-  if report and not paths:
+  if report and paths:
+    fail(f"--run_dir={_RUN_DIR.value}: times the run's own files; give no FILE with it")
+  if report:
     exports = sorted(report["exports"], key=lambda e: e["name"] != "baseline_float32")
     paths = [os.path.join(_RUN_DIR.value, e["path"]) for e in exports]
   if not paths:
@@ -73,17 +73,18 @@ def main(argv):
   try:
     result = android.measure(paths, _BINARY.value, threads=_THREADS.value,
                              delegate=_DELEGATE.value, num_runs=_NUM_RUNS.value,
-                             warmup_runs=_WARMUP_RUNS.value, adb=_ADB.value,
-                             adb_serial=_SERIAL.value)
+                             warmup_runs=shared_flags.value(shared_flags.WARMUP_RUNS, 5),
+                             adb=_ADB.value, adb_serial=_SERIAL.value)
   except android.SetupError as e:
     fail(str(e))
   except android.TransferError as e:
     fail(str(e), status=1)
   print(android.to_markdown(result))
-  if _JSON.value:
+  if shared_flags.JSON.value:
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
-    workdir.atomic_write(_JSON.value, json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-  if report:
+    workdir.atomic_write(shared_flags.JSON.value,
+                         json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+  if report and any(r.error is None for r in result.rows):  # A table of failures: not kept.
     from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
     report["device"] = dict(dataclasses.asdict(result), markdown=android.to_markdown(result))
     report_lib.write(report, _RUN_DIR.value)
@@ -95,7 +96,7 @@ def main(argv):
 
 
 def run():
-  cli.run(main, __name__)
+  cli.run(main, __name__, shared=("warmup_runs", "json"))
 
 
 if __name__ == "__main__":

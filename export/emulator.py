@@ -40,10 +40,10 @@ CPU part\t: 0xd0b
 CPU revision\t: 1
 
 """
-# Debian's arm64 Python and the libraries it and LiteRT load (checked by hand, FACTS.md).
+# Debian's arm64 Python and the libraries it and LiteRT load (BUILD.md, "ARM under emulation").
 LIBRARIES = ("libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libexpat1", "libssl3", "libffi8",
              "libbz2-1.0", "liblzma5")
-NUMPY = "numpy<2.3"  # The aarch64 numpy checked under qemu 7.2 (FACTS.md).
+NUMPY = "numpy<2.3"  # The aarch64 numpy checked under qemu 7.2 (BUILD.md).
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
              "manylinux_2_28_aarch64")
 # The emulated core and the cpuinfo agree: with `-cpu max` (features a Cortex-A76 lacks, seen
@@ -84,7 +84,11 @@ def default_dir() -> str:
 
 
 def _run(cmd: Sequence[str], what: str, **kwargs) -> str:
-  p = subprocess.run(list(cmd), capture_output=True, text=True, check=False, **kwargs)
+  try:
+    p = subprocess.run(list(cmd), capture_output=True, text=True, check=False, errors="replace",
+                       **kwargs)
+  except OSError as e:  # No such program (a host without Debian's tools), or not runnable.
+    raise Unavailable(f"ARM check unavailable: {what} failed ({cmd[0]}: {e.strerror})") from None
   if p.returncode:
     last = (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}").splitlines()[-1]
     raise Unavailable(f"ARM check unavailable: {what} failed ({' '.join(cmd[:4])}: {last})")
@@ -119,7 +123,11 @@ def _sysroot(dest: str) -> str:
                         "enabling them needs root (dpkg --add-architecture arm64)")
     logging.info("ARM runtime: enabling Debian's arm64 packages.")
     _run(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
-    _run(["apt-get", "update", "-qq"], "apt-get update")
+    try:
+      _run(["apt-get", "update", "-qq"], "apt-get update")
+    except Unavailable:  # Leave apt as it was (e.g. no arm64 mirror): later updates must work.
+      subprocess.run(["dpkg", "--remove-architecture", "arm64"], check=False)
+      raise
   deps = _run(["apt-cache", "depends", "python3-minimal:arm64"], "apt-cache depends")
   py = next((w.split(":")[0] for w in deps.split() if w.startswith("python3.")), None)
   if py is None:
@@ -128,7 +136,6 @@ def _sysroot(dest: str) -> str:
   version = py[len("python"):-len("-minimal")]
   debs = os.path.join(dest, "debs")
   os.makedirs(debs)
-  os.chmod(debs, 0o777)  # apt-get download runs as _apt where it can.
   names = [py, f"libpython{version}-minimal", f"libpython{version}-stdlib", *LIBRARIES]
   logging.info("ARM runtime: downloading %d arm64 packages.", len(names))
   _run(["apt-get", "download", "-qq", *[f"{n}:arm64" for n in names]],
@@ -161,19 +168,34 @@ def _namespaces() -> None:
   _run(["unshare", "-m", "true"], "making a private mount namespace (needs root)")
 
 
+def ready(root: Optional[str] = None) -> bool:
+  """Whether the runtime is set up in `root` (default_dir()); installs nothing."""
+  root = os.path.abspath(os.path.expanduser(root or default_dir()))
+  return (os.path.exists(os.path.join(root, "ready.json")) and shutil.which("qemu-aarch64")
+          is not None)
+
+
 def prepare(root: Optional[str] = None) -> Runtime:
   """The emulated runtime in `root` (default_dir()), set up on first use (a few minutes, about
-  100 MB); a half-done set-up is never left in place.
+  100 MB; root installs Debian's qemu-user and enables its arm64 packages); a half-done set-up
+  is never left in place, and a folder that is not a runtime is never replaced.
 
   Raises:
     Unavailable: one line saying what is missing (root, qemu-user, a package, the network).
   """
-  root = root or default_dir()
+  root = os.path.abspath(os.path.expanduser(root or default_dir()))
   stamp = os.path.join(root, "ready.json")
+  if os.path.isdir(root) and os.listdir(root) and not os.path.exists(stamp):
+    raise Unavailable(f"ARM check unavailable: {root} (--arm_dir or $PRUNE_ARM_DIR) holds files "
+                      "but no ARM runtime (no ready.json); remove it or name an empty folder")
   qemu = _qemu()
   _namespaces()
   if not os.path.exists(stamp):
-    os.makedirs(os.path.dirname(root), exist_ok=True)
+    try:
+      os.makedirs(os.path.dirname(root), exist_ok=True)
+    except OSError as e:
+      raise Unavailable(f"ARM check unavailable: cannot create {os.path.dirname(root)} "
+                        f"({e.strerror}); set $PRUNE_ARM_DIR") from None
     tmp = tempfile.mkdtemp(prefix=".arm-", dir=os.path.dirname(root))
     try:
       version = _sysroot(tmp)
@@ -182,7 +204,8 @@ def prepare(root: Optional[str] = None) -> Runtime:
         f.write(CPUINFO)
       with open(os.path.join(tmp, "ready.json"), "w") as f:
         json.dump({"python": f"python{version}"}, f)
-      shutil.rmtree(root, ignore_errors=True)
+      if os.path.isdir(root):
+        os.rmdir(root)  # Empty (checked above).
       os.replace(tmp, root)
     finally:
       shutil.rmtree(tmp, ignore_errors=True)

@@ -83,6 +83,7 @@ def preflight(cfg: Config) -> Prepared:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
   speed_target.check(baseline or fresh, cfg)
   blocks_lib.check(baseline or fresh, cfg)
+  arm_stage.preflight(cfg)
   schedule = None
   if cfg.prune:
     schedules_lib.check(cfg)

@@ -17,6 +17,10 @@ ROUNDS = flags.DEFINE_integer("rounds", None, "Interleaved rounds the runs are s
 WARMUP_RUNS = flags.DEFINE_integer("warmup_runs", None, "Untimed invokes per file before timing "
                                    "(default: the command's own).", lower_bound=0)
 
+REFERENCE = flags.DEFINE_string("reference", None, "File (path or name) the speed-ups are "
+                                "measured against (default: the first file).")
+JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+
 
 def value(holder, default):
   """The flag's value, or the entry point's own default where it was left unset."""

@@ -5,12 +5,8 @@
    LiteRT, or read from a device's table (--latency_table).
 2. The predicted loss of each candidate is the validation cross-entropy increase with that
    group's lowest-scored channels zeroed (no fine-tuning). Not the accuracy drop: on 2,000
-   images it is flat for small cuts, so a group whose cuts save almost no time looked free.
-   On Fashion-MNIST small_cnn, dense1 128 -> 40 cost 0.9 points of validation accuracy (+0.28
-   cross-entropy) against conv1 32 -> 16's 2.85 points (+0.08): by accuracy the search took
-   dense1 to 40 for 3.6% of the time and lost 0.51 points to uniform pruning after
-   fine-tuning; by cross-entropy the path cuts conv1 and conv2 first, and dense1 (to 56)
-   only where their 8-channel steps jump past the target (90.53%, the counts of uniform 60%).
+   images it is flat for small cuts, so a group whose cuts save almost no time looked free
+   (BUILD.md, issue #10's figures: 0.51 points lost to uniform pruning that way).
 3. A path of nested allocations, from the dense model down: each move takes the group whose
    next cut costs the least predicted loss per millisecond saved one candidate down. An
    allocation's predicted speed-up multiplies its groups' own latency fractions.

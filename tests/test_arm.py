@@ -31,40 +31,62 @@ def test_the_stage_says_why_it_skipped_and_the_run_goes_on(monkeypatch, tmp_path
   section = arm_stage.stage(rows, None, None, console.Console(enabled=False), {})
   assert section["skipped"].startswith("ARM check unavailable: qemu-aarch64 not found")
   assert "arm" not in rows[0]
-  assert arm_stage.lines(section, rows) == [
-      "", f"ARM check (--arm_check) skipped: {section['skipped']}."]
+  assert arm_stage.lines(section, rows) == ["", f"--arm_check skipped: {section['skipped']}."]
+
+
+def _arm(fmt, prepares=True, diff=1e-8, outside=None, speedup=None, error=""):
+  return {"format": fmt, "prepares": prepares, "error": error, "max_abs_diff": diff,
+          "outside": outside, "speedup": speedup, "emulated_ms": 10.0 if prepares else None}
 
 
 def test_the_report_table_names_the_files_that_would_fail():
   speed = {"paired": 3.5, "p10": 3.4, "p90": 3.6, "best_round": 3.6, "p50": 3.5, "rounds": 5}
   rows = [
-      {"name": "baseline_float32", "arm": {"prepares": True, "error": "", "max_abs_diff": 1e-8,
-                                           "outside": None, "speedup": None}},
-      {"name": "pruned_float32_sparse", "arm": {"prepares": True, "error": "",
-                                                "max_abs_diff": 2e-8, "outside": None,
-                                                "speedup": speed}},
-      {"name": "pruned_int8_sparse", "arm": {
-          "prepares": False, "error": "XNNPACK failed to prepare: failed to delegate",
-          "max_abs_diff": 3e-3, "outside": None, "speedup": None}},
-      {"name": "pruned_int8", "arm": {"prepares": True, "error": "", "max_abs_diff": 0.8,
-                                      "outside": "test accuracy 8.00% is -92.00 points",
-                                      "speedup": speed}}]
+      {"name": "baseline_float32", "arm": _arm("float32")},
+      {"name": "pruned_float32_sparse", "arm": _arm("float32", diff=2e-8, speedup=speed)},
+      {"name": "pruned_int8_sparse", "arm": _arm(
+          "int8", False, 3e-3, error="XNNPACK failed to prepare: failed to delegate")},
+      {"name": "pruned_int8", "arm": _arm("int8", diff=0.8, speedup=speed,
+                                          outside="top-1 class differs from x86's on 19 of 20 "
+                                                  "images")}]
   text = "\n".join(arm_stage.lines({"runtime": emulator.LABEL, "examples": 20}, rows))
-  assert "| pruned_float32_sparse | yes | 2.0e-08 | 3.50x (3.40-3.60) |" in text
-  assert ("| pruned_int8_sparse | **NO**: XNNPACK failed to prepare: failed to delegate | "
-          "3.0e-03 | - (not run by XNNPACK) |") in text
-  assert ("Would fail on a phone (XNNPACK does not prepare it there, or its outputs differ from "
-          "x86's): pruned_int8_sparse, pruned_int8.") in text
+  assert "| baseline_float32 | float32 | yes | 1.0e-08 | 1.00x (reference) | 10.0 |" in text
+  assert "| pruned_float32_sparse | float32 | yes | 2.0e-08 | 3.50x (3.40-3.60) | 10.0 |" in text
+  assert ("| pruned_int8_sparse | int8 | **NO**: XNNPACK failed to prepare: failed to delegate | "
+          "3.0e-03 | - (not run by XNNPACK) | - |") in text
+  assert "Would not run with XNNPACK on a phone: pruned_int8_sparse (LiteRT" in text
+  assert "Outputs differ from x86's: pruned_int8." in text
 
 
-def test_a_files_format_comes_from_its_name_or_its_tensors(tmp_path):
+def test_a_reference_that_xnnpack_does_not_run_leaves_no_speed_ups():
+  rows = [{"name": "baseline_float32", "arm": _arm("float32", False, error="failed")},
+          {"name": "pruned_float32", "arm": _arm("float32")}]
+  text = "\n".join(arm_stage.lines({"runtime": emulator.LABEL, "examples": 20}, rows))
+  assert ("| baseline_float32 | float32 | **NO**: failed | 1.0e-08 | - (not run by XNNPACK) "
+          "|") in text
+  assert ("| pruned_float32 | float32 | yes | 1.0e-08 | - (the reference did not run with "
+          "XNNPACK) | 10.0 |") in text
+
+
+def test_outputs_are_judged_against_x86_per_image():
+  same = np.array([True] * 19 + [False])
+  assert arm_check.outside("int8", np.ones(20, bool), 4e-3) is None
+  assert arm_check.outside("int8", same, 4e-3) == ("top-1 class differs from x86's on 1 of 20 "
+                                                   "images")
+  assert arm_check.outside("float32", np.ones(20, bool), 2e-4) == (
+      "outputs differ from x86's by up to 2.0e-04 (float32 bound 0.0001)")
+  assert arm_check.outside("float16", np.ones(20, bool), 2e-4) is None
+
+
+def test_a_files_format_is_read_off_the_file_not_its_name(tmp_path):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                            keras.layers.Dense(3, activation="softmax")])
-  (tmp_path / "m.tflite").write_bytes(tflite.convert(model, "float16"))
-  assert arm_check.file_format(str(tmp_path / "m.tflite")) == "float16"
-  assert arm_check.file_format("runs/x/tflite/pruned_dynamic_int8_sparse.tflite") == "dynamic_int8"
-  assert arm_check.file_format("runs/x/tflite/pruned_int8.tflite") == "int8"
+  model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3),
+                            keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+  rep = np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 1)).astype(np.float32)
+  for fmt, name in (("float32", "a_int8"), ("float16", "b_float32"),
+                    ("dynamic_int8", "c_float16"), ("int8", "d_float32")):
+    (tmp_path / f"{name}.tflite").write_bytes(tflite.convert(model, fmt, representative=rep))
+    assert arm_check.file_format(str(tmp_path / f"{name}.tflite")) == fmt
 
 
 # --- With the emulator (slow; `make arm` sets it up). -------------------------------------
@@ -121,8 +143,7 @@ def test_on_arm_a_sparse_file_fails_or_runs_the_sparse_path(runtime, tmp_path):
   assert good.prepares and good.outside is None and good.max_abs_diff < 1e-4
   assert good.speedup.paired > 1.5, good.speedup
   text = arm_check.to_markdown(list(got.values()), "dense")
-  assert ("Would fail on a phone (XNNPACK does not prepare it, or its outputs differ): "
-          "conv_head_sparse90.") in text
+  assert "Would not run with XNNPACK on a phone: conv_head_sparse90 (LiteRT" in text
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import small_config
-from pipeline import budget, job, prune, report, sparsity
+from pipeline import budget, job, prune, report_sections, sparsity
 
 
 def test_each_step_halves_the_weights_left():
@@ -73,7 +73,7 @@ def test_report_shows_the_path():
          "path": [{"rate": 0.9, "val_accuracy": 0.899, "drop_points": 0.1, "within": True},
                   {"rate": 0.95, "val_accuracy": 0.897, "drop_points": 0.3, "within": True},
                   {"rate": 0.975, "val_accuracy": 0.8925, "drop_points": 0.75, "within": False}]}
-  assert report._budget_lines(row) == [  # pylint: disable=protected-access
+  assert report_sections.budget_lines(row) == [  # pylint: disable=protected-access
       "Accuracy budget (--max_accuracy_drop=0.5 points on validation, baseline 90.00%): kept "
       "95.00% sparsity; 97.50% cost 0.75 points on validation, more than "
       "--max_accuracy_drop=0.5. Path (sparsity: validation accuracy, change in points): 90.00%: "

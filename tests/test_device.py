@@ -135,7 +135,7 @@ def test_cli_times_each_file_on_the_phone_and_cleans_up(models, phone, tmp_path)
   out = tmp_path / "device.json"
   proc = run_cli([str(models / "wide.tflite"), str(models / "narrow.tflite"),
                   f"--benchmark_binary={tmp_path / 'bin' / 'benchmark_model'}",
-                  "--adb_serial=R5CT1", "--threads=2", "--num_runs=20", "--warmup_runs=2",
+                  "--adb_serial=R5CT1", "--num_threads=2", "--num_runs=20", "--warmup_runs=2",
                   f"--json={out}"], cwd=REPO, module="export.device")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert os.listdir(remote) == []  # The remote folder is gone.
