@@ -54,9 +54,10 @@ def _images(shapes, ref_name):
     return rng.uniform(0, 255, (_EXAMPLES.value, *want)).astype(np.float32)
   try:
     x = np.load(_IMAGES.value, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    fail(f"--images={_IMAGES.value}: not a .npy array file ({type(e).__name__}: "
-         f"{str(e).splitlines()[0][:120]})")
+  except OSError as e:
+    fail(f"--images={_IMAGES.value}: cannot read it ({e.strerror or e})")
+  except ValueError:  # numpy's words for a file that is not an array (it suggests pickles).
+    fail(f"--images={_IMAGES.value}: not a .npy array (np.save of a float32 (N, H, W, C) array)")
   if x.ndim != len(want) + 1 or not len(x):
     fail(f"--images={_IMAGES.value}: shape {x.shape}; needs (N>0, "
          f"{', '.join(map(str, want))}) for {ref_name}")

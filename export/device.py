@@ -51,17 +51,20 @@ def _report():
   path = os.path.join(_RUN_DIR.value, "report.json")
   try:
     with open(path) as f:
-      return json.load(f)
+      report = json.load(f)
   except (OSError, ValueError) as e:
     fail(f"--run_dir={_RUN_DIR.value}: no readable report.json ({type(e).__name__}: {e})")
+  if not isinstance(report, dict) or not isinstance(report.get("exports"), list):
+    fail(f"--run_dir={_RUN_DIR.value}: its report.json is not a run report (no exports)")
+  return report
 
 
 def main(argv):
   paths = argv[1:]
-  report = _report() if _RUN_DIR.value else None
-  if report and paths:
+  if _RUN_DIR.value and paths:
     fail(f"--run_dir={_RUN_DIR.value}: times the run's own files; give no FILE with it")
-  if report:
+  report = _report() if _RUN_DIR.value else None
+  if report is not None:
     exports = sorted(report["exports"], key=lambda e: e["name"] != "baseline_float32")
     paths = [os.path.join(_RUN_DIR.value, e["path"]) for e in exports]
   if not paths:
@@ -84,7 +87,7 @@ def main(argv):
     from pipeline import workdir  # pylint: disable=g-import-not-at-top
     workdir.atomic_write(shared_flags.JSON.value,
                          json.dumps(dataclasses.asdict(result), indent=2) + "\n")
-  if report and any(r.error is None for r in result.rows):  # A table of failures: not kept.
+  if report is not None and any(r.error is None for r in result.rows):  # Not all failures.
     from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
     report["device"] = dict(dataclasses.asdict(result), markdown=android.to_markdown(result))
     report_lib.write(report, _RUN_DIR.value)

@@ -185,6 +185,9 @@ def prepare(root: Optional[str] = None) -> Runtime:
   """
   root = os.path.abspath(os.path.expanduser(root or default_dir()))
   stamp = os.path.join(root, "ready.json")
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise Unavailable(f"ARM check unavailable: {root} (--arm_dir or $PRUNE_ARM_DIR) is a file, "
+                      "not a folder")
   if os.path.isdir(root) and os.listdir(root) and not os.path.exists(stamp):
     raise Unavailable(f"ARM check unavailable: {root} (--arm_dir or $PRUNE_ARM_DIR) holds files "
                       "but no ARM runtime (no ready.json); remove it or name an empty folder")

@@ -23,6 +23,20 @@ def test_without_qemu_or_root_the_setup_is_one_line(monkeypatch, tmp_path):
   assert not (tmp_path / "arm").exists()
 
 
+def test_a_folder_that_is_not_a_runtime_is_never_replaced(tmp_path):
+  keep = tmp_path / "tools" / "keep.txt"
+  keep.parent.mkdir()
+  keep.write_text("mine")
+  with pytest.raises(emulator.Unavailable) as e:
+    emulator.prepare(str(keep.parent) + "/")
+  assert str(e.value) == (f"ARM check unavailable: {keep.parent} (--arm_dir or $PRUNE_ARM_DIR) "
+                          "holds files but no ARM runtime (no ready.json); remove it or name an "
+                          "empty folder")
+  with pytest.raises(emulator.Unavailable, match="is a file, not a folder"):
+    emulator.prepare(str(keep))
+  assert keep.read_text() == "mine" and os.listdir(keep.parent) == ["keep.txt"]
+
+
 def test_the_stage_says_why_it_skipped_and_the_run_goes_on(monkeypatch, tmp_path):
   monkeypatch.setenv("PATH", str(tmp_path))
   monkeypatch.setenv("PRUNE_ARM_DIR", str(tmp_path / "arm"))
