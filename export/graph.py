@@ -34,6 +34,8 @@ class Layer:
   scales: Optional[tuple] = None  # Quantization scales of int8 weights (one per channel or one).
   # The stored weights, flat, when stored dense (None when sparse-encoded).
   values: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+  strides: tuple = ()  # (height, width), convolutions only.
+  padding: str = ""  # SAME or VALID, convolutions only.
 
   @property
   def sparsity(self) -> float:
@@ -124,9 +126,12 @@ def read(path_or_bytes, layer_names=None) -> Graph:
       macs = int(np.prod(out_shape)) * w_shape[1] * w_shape[2]
     else:  # FULLY_CONNECTED, weights [out, in]
       macs = int(np.prod(out_shape)) * w_shape[-1]
+    opts = op.builtinOptions
     layers.append(Layer(name, _layer_name(tensor.name.decode(), known), dense_size, zeros, sparse,
                         np.dtype(dtype).name, macs, tuple(w_shape), scales or None,
-                        None if sparse or values.size != dense_size else values))
+                        None if sparse or values.size != dense_size else values,
+                        (int(opts.strideH), int(opts.strideW)) if hasattr(opts, "strideH") else (),
+                        {0: "SAME", 1: "VALID"}.get(getattr(opts, "padding", None), "")))
   return Graph(layers, op_names)
 
 
@@ -134,9 +139,10 @@ def sparse_inference_blockers(g: Graph, has_avx: bool) -> List[str]:
   """Why XNNPACK's sparse kernels cannot skip this file's zero weights here ([] = they can).
 
   XNNPACK runs sparse inference only on CPUs without AVX, for float32/float16 weights, when at
-  least 2/3 of the 1x1-conv weights are zero, in a graph that starts with a 3x3 conv on 3
-  channels and ends in a spatial mean. Everywhere else zeros are multiplied like any weight,
-  and sparse-encoded tensors are densified when the model loads.
+  least 2/3 of the 1x1-conv weights are zero, in a graph that starts with a 3x3 stride-2 conv
+  on 3 channels padded by 1 (a PAD op, then VALID) and ends in a spatial mean. Everywhere
+  else zeros are multiplied like any weight, and sparse-encoded tensors are densified when the
+  model loads.
   """
   reasons = []
   if has_avx:
@@ -151,4 +157,8 @@ def sparse_inference_blockers(g: Graph, has_avx: bool) -> List[str]:
   first = g.layers[0] if g.layers else None
   if not (first and first.op == "CONV_2D" and first.shape[1:] == (3, 3, 3) and "MEAN" in g.ops):
     reasons.append("graph does not start with a 3x3 conv on 3 channels and end in a mean")
+  elif first.strides != (2, 2) or first.padding != "VALID" or "PAD" not in g.ops:
+    # XNNPACK wants 3x3, stride 2, padding 1 on every side; SAME pads an even input (0, 1).
+    reasons.append("the first 3x3 conv is not stride 2 with explicit padding (ZeroPadding2D(1) "
+                   "then padding='valid')")
   return reasons

@@ -78,3 +78,24 @@ def test_sparse_inference_blockers_on_this_kind_of_model(pruned):
   assert reasons == ["this CPU has AVX", "no 1x1 convolutions",
                      "graph does not start with a 3x3 conv on 3 channels and end in a mean"]
   assert "weights are not float32/float16" not in reasons
+
+
+def test_the_first_conv_must_be_padded_as_xnnpacks_sparse_path_wants():
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+  def model(pad):
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.ZeroPadding2D(1)(inp) if pad else inp
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="valid" if pad else "same")(x)
+    x = keras.layers.Conv2D(16, 1)(x)
+    return keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+  why = ("the first 3x3 conv is not stride 2 with explicit padding (ZeroPadding2D(1) then "
+         "padding='valid')")
+  same = graph.read(tflite.convert(model(False), "float32"))
+  assert same.layers[0].strides == (2, 2) and same.layers[0].padding == "SAME"
+  assert why in graph.sparse_inference_blockers(same, has_avx=False)
+  padded = graph.sparse_inference_blockers(graph.read(tflite.convert(model(True), "float32")),
+                                           has_avx=False)
+  assert why not in padded and padded == ["under 2/3 of the 1x1-conv weights are zero"]
+
