@@ -1,11 +1,12 @@
 """`python -m export.arm FILE...`: run .tflite files on the ARM build of LiteRT, emulated here.
 
 For each file: does XNNPACK prepare it on arm64 (the exact error if not), its outputs against
-the same file's on x86 (same images, the format's bound from export/gates.py), and its
+the same file's on x86 (same images: the same top-1 class on each; float32 within 1e-4), its
 *emulated* time against the reference file (the first, or --reference), interleaved in one
-emulated process. The emulated runtime (qemu-user, Debian's arm64 Python, the aarch64 LiteRT
-wheel) is set up on first use in --arm_dir; `--setup_only` (what `make arm` runs first) only
-sets it up. Defaults: --examples=50 --runs=40 --rounds=10 --warmup_runs=3.
+emulated process. Image classifiers only (one input). The emulated runtime (qemu-user,
+Debian's arm64 Python, the aarch64 LiteRT wheel) is set up on first use in --arm_dir;
+`--setup_only` (what `make arm` runs first) only sets it up. Defaults: --examples=50 --runs=40
+--rounds=10 --warmup_runs=3.
 
   python -m export.arm runs/x/tflite/baseline_float32.tflite runs/x/tflite/pruned_float32.tflite
 """

@@ -111,8 +111,8 @@ def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, refer
       timing round 3/10").
 
   Returns:
-    One Result per file, in order. Outputs are judged as the x86 gates judge a file against
-    its Keras model (export/gates.py), with the x86 file's outputs in the Keras model's place.
+    One Result per file, in order; `outside` judges each file's arm64 outputs against its own
+    x86 outputs (the same top-1 class on every image; float32 within the x86 gate's 1e-4).
   """
   with tempfile.TemporaryDirectory(prefix="arm-check-") as tmp:
     inputs = os.path.join(tmp, "inputs.npy")
