@@ -17,7 +17,7 @@ import gzip
 import sys
 import time
 
-CRITERIA = ("magnitude", "global_magnitude", "gradient", "obd", "obs", "random")
+from pipeline.config import PRUNING_CRITERIA as CRITERIA
 
 
 def _gzip_kb(model) -> float:

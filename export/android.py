@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence
 
 from absl import logging
 
+from pipeline import cli
+
 DELEGATES = ("xnnpack", "gpu", "none")
 REMOTE_ROOT = "/data/local/tmp"
 PUSH_TIMEOUT_S = 600
@@ -199,12 +201,6 @@ def find_adb(adb: str) -> str:
                    "--adb=/path/to/adb")
 
 
-def names(paths: Sequence[str]) -> List[str]:
-  """Short unique names: the file name without .tflite, with the folder if names clash."""
-  base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  return base if len(set(base)) == len(base) else [os.path.splitext(p)[0] for p in paths]
-
-
 def measure(paths: Sequence[str], binary: str, threads: int = 1, delegate: str = "xnnpack",
             num_runs: int = 50, warmup_runs: int = 5, adb: str = "adb",
             adb_serial: Optional[str] = None) -> OnDevice:
@@ -242,7 +238,7 @@ def measure(paths: Sequence[str], binary: str, threads: int = 1, delegate: str =
     phone.shell_ok("chmod", "755", remote_binary)
     for path, graph in zip(paths, graphs):
       phone.push(path, graph)
-    for name, path, graph in zip(names(paths), paths, graphs):
+    for name, path, graph in zip(cli.short_names(paths), paths, graphs):
       logging.info("Running %s on the phone", name)
       rows.append(_run_one(phone, name, path, command(remote_binary, graph, threads, delegate,
                                                      num_runs, warmup_runs)))

@@ -76,19 +76,10 @@ def main(argv):
   for p in paths:
     if not os.path.isfile(p):
       fail(f"{p}: no such file")
-  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  if len(set(names)) < len(names):
-    names = [os.path.splitext(p)[0] for p in paths]
+  names = cli.short_names(paths)
   images = ref_name = None
   if paths:
-    ref = shared_flags.REFERENCE.value or paths[0]
-    norm = [os.path.normpath(p) for p in paths]
-    if ref in names:
-      ref_name = ref
-    elif os.path.normpath(ref) in norm:
-      ref_name = names[norm.index(os.path.normpath(ref))]
-    else:
-      fail(f"--reference={ref}: not among the files given")
+    ref_name = cli.reference_name(shared_flags.REFERENCE.value, paths, names)
     images = _images(_inputs(paths, names), ref_name)
 
   from export import emulator  # pylint: disable=g-import-not-at-top

@@ -31,14 +31,6 @@ flags.register_validator("delegates", lambda ds: bool(ds) and all(d in litert.DE
                          f"must be a comma-separated list from: {', '.join(litert.DELEGATES)}")
 
 
-def _names(paths):
-  """Short unique names: the file name without .tflite, with the folder if names clash."""
-  base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-  if len(set(base)) == len(base):
-    return base
-  return [os.path.splitext(p)[0] for p in paths]
-
-
 def main(argv):
   paths = argv[1:]
   if not paths:
@@ -46,11 +38,8 @@ def main(argv):
   for p in paths:
     if not os.path.isfile(p):
       fail(f"{p}: no such file")
-  names = _names(paths)
-  ref = shared_flags.REFERENCE.value or paths[0]
-  if ref not in paths and ref not in names:
-    fail(f"--reference={ref}: not among the files given")
-  ref_name = names[paths.index(ref)] if ref in paths else ref
+  names = cli.short_names(paths)
+  ref_name = cli.reference_name(shared_flags.REFERENCE.value, paths, names)
 
   from export import cpu, timing  # pylint: disable=g-import-not-at-top
   from pipeline import console  # pylint: disable=g-import-not-at-top

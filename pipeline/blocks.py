@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import augment as augment_lib
 from pipeline import data as data_lib
+from pipeline import sensitivity as sensitivity_lib
 from pipeline import surgery
 from pipeline import train as train_lib
 from pipeline.config import Config
@@ -138,13 +139,8 @@ def zeroed(model, blocks: List[Block]):
 
 def rank(model, blocks: List[Block], x: np.ndarray, y: np.ndarray) -> Dict[str, float]:
   """{block: validation loss increase with that block alone removed}."""
-  loss_fn = keras.losses.SparseCategoricalCrossentropy()
-
-  def loss(m):
-    return float(loss_fn(y, m.predict(x, batch_size=256, verbose=0)))
-
-  base = loss(model)
-  return {b.name: loss(remove(model, [b])) - base for b in blocks}
+  base = sensitivity_lib.cross_entropy(model, x, y)
+  return {b.name: sensitivity_lib.cross_entropy(remove(model, [b]), x, y) - base for b in blocks}
 
 
 def check(model, cfg: Config) -> None:

@@ -1,6 +1,8 @@
 """absl command lines that fail in one line: `error: <what>`, exit status 2, no usage dump."""
 
+import os
 import sys
+from typing import List, Sequence
 
 from absl import app
 from absl import flags
@@ -10,6 +12,24 @@ def fail(message: str, status: int = 2) -> None:
   """Prints one error line and exits: status 2 for bad input, 1 for a run that failed."""
   sys.stderr.write(f"error: {message}\n")
   sys.exit(status)
+
+
+def short_names(paths: Sequence[str]) -> List[str]:
+  """Names for FILE... arguments in tables: the file name without its extension, or the path
+  without it where two file names clash."""
+  base = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  return base if len(set(base)) == len(base) else [os.path.splitext(p)[0] for p in paths]
+
+
+def reference_name(reference, paths: Sequence[str], names: Sequence[str]) -> str:
+  """The name of --reference (a path or a name; default: the first file), or one error line."""
+  ref = reference or paths[0]
+  norm = [os.path.normpath(p) for p in paths]
+  if ref in names:
+    return ref
+  if os.path.normpath(ref) in norm:
+    return names[norm.index(os.path.normpath(ref))]
+  fail(f"--reference={ref}: not among the files given")
 
 
 def parse_flags(argv):

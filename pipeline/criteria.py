@@ -22,11 +22,12 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
+from pipeline import config as config_lib
 from pipeline import obs as obs_lib
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
-CRITERIA = ("magnitude", "global_magnitude", "gradient", "obd", "obs", "random")
+CRITERIA = config_lib.PRUNING_CRITERIA  # --pruning_criterion's choices.
 FISHER_BATCH = 16  # Small batches: the mean of squared batch gradients nears the per-example one.
 
 

@@ -80,7 +80,7 @@ def measure(a: surgery.Analysis, multiple: int, min_channels: int, out_dir: str,
     for k in candidates(g.size, multiple, min_channels):
       name = f"{g.producers[0]}_{k}"
       files[name] = export_float32(surgery.shrink(a, {g.id: np.arange(k)}),
-                            os.path.join(out_dir, name + ".tflite"))
+                                   os.path.join(out_dir, name + ".tflite"))
       names.setdefault(group, (g.size, []))[1].append((k, name))
       if progress:
         progress()

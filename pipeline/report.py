@@ -7,11 +7,8 @@ from typing import List, Optional, Sequence
 
 from pipeline import arm_stage
 from pipeline import report_sections as sections
+from pipeline.report_sections import pct as _pct, speedup as _speedup
 from pipeline import workdir as workdir_lib
-
-
-def _pct(x: Optional[float]) -> str:
-  return "" if x is None else f"{100 * x:.2f}%"
 
 
 def _points(x: Optional[float]) -> str:
@@ -63,11 +60,6 @@ def _event_dirs(workdir: str) -> List[str]:
       found.add(os.path.dirname(rel) if os.path.basename(rel) in ("train", "validation",
                                                                   "metrics") else rel)
   return sorted(found)
-
-
-def _speedup(e: dict) -> str:
-  """'4.21x (3.90-4.48)': the paired median, and the p10-p90 of the per-round ratios."""
-  return f"{e['speedup']:.2f}x ({e['speedup_p10']:.2f}-{e['speedup_p90']:.2f})"
 
 
 def _data_details(ds: dict) -> str:

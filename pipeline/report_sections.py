@@ -4,11 +4,11 @@ latency target, block removal, the accuracy budget (pipeline/report.py assembles
 from typing import List, Optional, Sequence
 
 
-def _pct(x: Optional[float]) -> str:
+def pct(x: Optional[float]) -> str:
   return "" if x is None else f"{100 * x:.2f}%"
 
 
-def _speedup(e: dict) -> str:
+def speedup(e: dict) -> str:
   """'4.21x (3.90-4.48)': the paired median, and the p10-p90 of the per-round ratios."""
   return f"{e['speedup']:.2f}x ({e['speedup_p10']:.2f}-{e['speedup_p90']:.2f})"
 
@@ -53,7 +53,7 @@ def structured_lines(st: dict, exports: Sequence[dict] = ()) -> List[str]:
                f"{g} {after[g]}/{before[g]}" for g in before) + "."]
   if "test_accuracy" in st:
     lines.append(f"After structured pruning and its fine-tuning, before anything else: test "
-                 f"accuracy {_pct(st['test_accuracy'])}.")
+                 f"accuracy {pct(st['test_accuracy'])}.")
   lines += [f"- left whole: {layer}: {reason}" for layer, reason in sorted(st["skipped"].items())]
   return lines + target_lines(target, exports)
 
@@ -70,7 +70,7 @@ def target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
              f"latency_table.md): kept the first allocation predicted to reach it "
              f"({target['predicted']:.2f}x predicted, not timed here)."]
     if final:
-      lines.append(f"On this CPU, not the table's device: pruned_float32 is {_speedup(final)} "
+      lines.append(f"On this CPU, not the table's device: pruned_float32 is {speedup(final)} "
                    "faster than baseline_float32.")
   else:
     tries = "; ".join(
@@ -80,7 +80,7 @@ def target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
     verdict = ""
     if final:
       off = final["speedup"] / target["target"] - 1
-      verdict = (f" Final: pruned_float32 is {_speedup(final)} faster than baseline_float32, "
+      verdict = (f" Final: pruned_float32 is {speedup(final)} faster than baseline_float32, "
                  f"{off:+.0%} against the target.")
     lines = [f"Latency target {target['target']:g}x (table {target['source']}; "
              f"latency_table.md){'' if target['reached'] else ': NOT reached'}. Allocations "
@@ -101,8 +101,8 @@ def blocks_lines(row: dict) -> List[str]:
            f"branches zeroed to {row['max_abs_diff_vs_zeroed']:.1e}")
   return [f"Blocks removed (--remove_blocks={row['asked']}, the cheapest of "
           f"{row['candidates']} by validation loss when each is removed alone): {removed}"
-          f"{check}. Test accuracy {_pct(row['test_accuracy_before_fine_tuning'])} before "
-          f"fine-tuning, {_pct(row['test_accuracy_after_fine_tuning'])} after."]
+          f"{check}. Test accuracy {pct(row['test_accuracy_before_fine_tuning'])} before "
+          f"fine-tuning, {pct(row['test_accuracy_after_fine_tuning'])} after."]
 
 
 def budget_lines(row: Optional[dict]) -> List[str]:

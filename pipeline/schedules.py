@@ -22,12 +22,13 @@ import tensorflow_model_optimization as tfmot
 from pipeline import augment as augment_lib
 from pipeline import criteria
 from pipeline import data as data_lib
+from pipeline import config as config_lib
 from pipeline import train as train_lib
 from pipeline.config import Config
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
-SCHEDULES = ("polynomial", "constant", "one_shot", "iterative")
+SCHEDULES = config_lib.SCHEDULES
 
 
 def check_needs_prune(cfg: Config) -> None:

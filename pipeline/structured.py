@@ -225,8 +225,8 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
   current, steps, skipped = model, [], {}
   params0, macs0 = model.count_params(), macs_lib.count(model)
   fold, fold_reason = choose_fold(model, cfg)
-  start = {",".join(g.producers): g.size
-           for g in surgery.analyze(model, cfg.structured_skip_layers, fold).prunable()}
+  start = counts and {",".join(g.producers): g.size  # --target_speedup's steps start here.
+                      for g in surgery.analyze(model, cfg.structured_skip_layers, fold).prunable()}
   logging.info("Structured fold: %s (%s).", fold, fold_reason)
   for step in range(cfg.structured_steps):
     a = surgery.analyze(current, cfg.structured_skip_layers, fold)

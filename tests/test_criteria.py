@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from pipeline import criteria, job, obs, prune, schedules, sparsity
+from pipeline import criteria, job, obs, prune, sparsity
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -135,11 +135,6 @@ def test_bad_combinations_are_one_line_before_training(overrides, message):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(prune=True, **overrides))
   assert str(e.value) == message
-
-
-def test_schedules_module_names_every_schedule():
-  from pipeline import config  # pylint: disable=g-import-not-at-top
-  assert schedules.SCHEDULES == config.SCHEDULES and criteria.CRITERIA == config.PRUNING_CRITERIA
 
 
 @pytest.mark.parametrize("overrides,flag", [
