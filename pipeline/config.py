@@ -34,6 +34,7 @@ class Config:
   model: str = "small_cnn"
   baseline_path: Optional[str] = None
   trust_model: bool = False  # Allow .h5 / SavedModel baselines, which can run code on load.
+  keras3_output: bool = False  # Also write the result as Keras 3 (always for a Keras 3 baseline).
   alpha: float = 1.0  # MobileNet width multiplier.
   weights: Optional[str] = None  # MobileNet backbone weights file (include_top=False).
   epochs: int = 10

@@ -23,6 +23,7 @@ from pipeline import blocks as blocks_lib
 from pipeline import budget as budget_lib
 from pipeline import console as console_lib
 from pipeline import data as data_lib
+from pipeline import keras3_stage
 from pipeline import macs as macs_lib
 from pipeline import measure as measure_lib
 from pipeline import models as models_lib
@@ -53,6 +54,7 @@ class Prepared:
   baseline: Optional[object]  # A loaded --baseline_path model, or None to train one.
   fresh: Optional[object]  # Without --baseline_path: the built, untrained model.
   schedule: Optional[prune_lib.Schedule]
+  keras3: Optional[object] = None  # keras3.Agreement: how a Keras 3 baseline was carried over.
 
 
 def preflight(cfg: Config) -> Prepared:
@@ -74,9 +76,12 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.latency_table and not cfg.target_speedup:
     raise ValueError(f"--latency_table={cfg.latency_table}: is read only with --target_speedup")
   data = data_lib.load_dataset(cfg)
+  translated = None
   if cfg.baseline_path:
-    baseline, fresh = safe_load.load_baseline(cfg.baseline_path, data.input_shape,
-                                              data.num_classes, trust=cfg.trust_model), None
+    loaded = safe_load.load(cfg.baseline_path, data.input_shape, data.num_classes,
+                            trust=cfg.trust_model,
+                            images=data_lib.sample(data.validation, 64, cfg.seed)[0])
+    baseline, fresh, translated = loaded.model, None, loaded.keras3
   else:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
   if cfg.structured_rate > 0 or cfg.target_speedup:
@@ -103,7 +108,7 @@ def preflight(cfg: Config) -> Prepared:
     elif cfg.layer_rates:  # A bad --layer_rates fails before any training.
       prune_lib.rates_of(baseline or fresh, cfg)
   workdir_lib.check(cfg.workdir, cfg.overwrite)
-  return Prepared(data, baseline, fresh, schedule)
+  return Prepared(data, baseline, fresh, schedule, translated)
 
 
 def bounds_of(cfg: Config) -> gates.Bounds:
@@ -259,6 +264,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
       "val_accuracy": fit.best_val_accuracy if fit else None,
       "model_sparsity": sparsity_lib.summarize(baseline, [])["model_sparsity"],
       "params": int(baseline.count_params()), "macs": macs_lib.count(baseline),
+      "keras3": dataclasses.asdict(prep.keras3) if prep.keras3 else None,
   }
   logging.info("Baseline test accuracy: %.4f", baseline_row["test_accuracy"])
 
@@ -292,6 +298,9 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
     pruned_row["xnnpack_sparse_graph"] = dict(zip(("qualifies", "reason"),
                                                   patterns.qualifies(final)))
   arm = arm_stage.stage(rows, data, cfg, con, seconds) if cfg.arm_check else None
+  keras3_out = (keras3_stage.stage(final, "pruned" if pruned_row else "baseline", data, cfg, wd,
+                                   con, seconds) if keras3_stage.wanted(cfg, prep.keras3)
+                else None)
   with con.stage("report", seconds) as info:
     report = report_lib.build(
         cfg, data.summary(), baseline_row, pruned_row, rows,
@@ -299,7 +308,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
          "rounds": measure_lib.TIMING_ROUNDS, "warmup_runs": cfg.benchmark_warmup_runs,
          "reference": tflite_lib.REFERENCE, "cpu": dataclasses.asdict(cpu_lib.read()),
          "cpu_description": cpu_lib.read().describe()},
-        seconds, wd, arm)
+        seconds, wd, arm, keras3_out)
     report_lib.write(report, wd)
     info["summary"] = f"{cfg.workdir}/report.md"
   return report

@@ -25,7 +25,8 @@ def _macs(effective: Optional[float], total: Optional[int], reference: Optional[
 
 
 def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: Sequence[dict],
-          benchmark: dict, stage_seconds: dict, workdir: str, arm: Optional[dict] = None) -> dict:
+          benchmark: dict, stage_seconds: dict, workdir: str, arm: Optional[dict] = None,
+          keras3: Optional[dict] = None) -> dict:
   """The report as a JSON-ready dict; export paths become relative to the workdir."""
   base_acc = baseline["test_accuracy"]
   rows = []
@@ -46,6 +47,7 @@ def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: S
       "stage_seconds": stage_seconds,
       "tensorboard": _event_dirs(workdir),
       "arm": arm,  # pipeline/arm_stage.py's section (--arm_check), else None.
+      "keras3": keras3,  # pipeline/keras3_stage.py's Keras 3 file, else None.
   }
 
 
@@ -98,6 +100,7 @@ def to_markdown(report: dict) -> str:
          f"({chance:.0%}) while the baseline's is {_pct(b['test_accuracy'])}: this pruning "
          "destroyed the model; prune less, or fine-tune longer (--fine_tune_epochs).", ""]
         if p is not None and p["test_accuracy"] < chance + 0.05 <= b["test_accuracy"] else []),
+      *sections.keras3_lines(b.get("keras3"), report.get("keras3")),
       f"Data: {ds['source']}; {ds['train_examples']:,} train, {ds['validation_examples']:,} "
       f"validation, {ds['test_examples']:,} test images (accuracy is on all test images)"
       + _data_details(ds) + ".",

@@ -116,3 +116,17 @@ def budget_lines(row: Optional[dict]) -> List[str]:
           f"baseline {100 * row['baseline_val_accuracy']:.2f}%): kept {100 * row['rate']:.2f}% "
           f"sparsity; {row['stopped']}. Path (sparsity: validation accuracy, change in "
           f"points): {steps}."]
+
+
+def keras3_lines(translated_in: Optional[dict], written: Optional[dict]) -> List[str]:
+  """How a Keras 3 baseline was carried into tf_keras, and the Keras 3 file the run wrote."""
+  lines = []
+  if translated_in:
+    lines.append(f"Keras 3 model translated: {translated_in['layers']} layers, max |diff| "
+                 f"{translated_in['max_diff']:.1e} (tf_keras copy against the Keras 3 file, "
+                 f"{translated_in['images']} validation images, same top-1).")
+  if written:
+    lines.append(f"Keras 3 file: {written['path']} ({written['of']} rebuilt in Keras 3, "
+                 f"reloaded with safe_mode=True: max |diff| {written['max_diff']:.1e} on "
+                 f"{written['images']} test images, same top-1).")
+  return lines + [""] if lines else []

@@ -49,10 +49,18 @@ _WEIGHTS = flags.DEFINE_string("weights", None, "A MobileNet backbone weights fi
                                "top (e.g. ImageNet's *_no_top.h5) to start from; the classifier "
                                "head is new. Default: random initialisation.")
 _BASELINE_PATH = flags.DEFINE_string("baseline_path", None, "A trained Keras classifier (.keras) "
-                                     "to use as the baseline instead of training one. It must "
-                                     "take raw pixels (0..255) shaped like the data.")
+                                     "to use as the baseline instead of training one: Keras 3 "
+                                     "(`import keras`, TensorFlow >= 2.16) or tf_keras. It must "
+                                     "take raw pixels (0..255) shaped like the data. A Keras 3 "
+                                     "model is rebuilt in tf_keras for TF-MOT, checked on "
+                                     "validation images, and the result written back as Keras 3 "
+                                     "too.")
 _TRUST_MODEL = flags.DEFINE_bool("trust_model", False, "Also load --baseline_path files that can "
                                  "run code when loaded: .h5, SavedModel, Lambda layers.")
+_KERAS3_OUTPUT = flags.DEFINE_bool("keras3_output", False, "Also write the pruned model (the "
+                                   "baseline when nothing is pruned) as a Keras 3 .keras file, "
+                                   "checked against it; automatic when --baseline_path is a "
+                                   "Keras 3 file.")
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Baseline training epochs.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size for training and fine-tuning.",
                                    lower_bound=1)
@@ -249,7 +257,7 @@ def config_from_flags(now: datetime.datetime = None) -> config_lib.Config:
       validation_split=_VALIDATION_SPLIT.value, max_train_examples=_MAX_TRAIN.value,
       image_size=_IMAGE_SIZE.value, color_mode=_COLOR_MODE.value or "", augment=_AUGMENT.value,
       model=_MODEL.value, baseline_path=_path(_BASELINE_PATH.value),
-      trust_model=_TRUST_MODEL.value,
+      trust_model=_TRUST_MODEL.value, keras3_output=_KERAS3_OUTPUT.value,
       alpha=_ALPHA.value, weights=_path(_WEIGHTS.value), epochs=_EPOCHS.value,
       batch_size=_BATCH_SIZE.value, learning_rate=_LR.value, prune=_PRUNE.value,
       pruning_rate=_PRUNING_RATE.value, initial_sparsity=_INITIAL_SPARSITY.value,

@@ -1,70 +1,66 @@
 """Load a user's trained Keras classifier as the baseline without running code from the file.
 
-A `.keras` file is read with `safe_mode=True`: a Lambda layer (Python bytecode) in it is
-refused. `.h5` files and SavedModel directories can carry Lambda bytecode or arbitrary graph
+A `.keras` file, from Keras 3 (`import keras`, TensorFlow >= 2.16) or tf_keras, is read with
+`safe_mode=True`: a Lambda layer (Python bytecode) in it is refused. A Keras 3 model is
+rebuilt in tf_keras, which TF-MOT needs, and the copy checked on real images (pipeline/keras3.py). `.h5` files and SavedModel directories can carry Lambda bytecode or arbitrary graph
 ops that run on load, so they are refused unless the user says they trust the file.
 """
 
+import dataclasses
 import json
 import os
-from typing import List
+from typing import List, Optional
 
 from absl import logging
+import numpy as np
 import tf_keras as keras
 
 from pipeline import flatten as flatten_lib
+from pipeline import keras3 as keras3_lib
 
 
-def _lambda_layers_in_h5(path: str) -> List[str]:
-  """Names of the Lambda layers an .h5 file's model config declares (read as JSON, not run)."""
+def _configs(node):
+  """Every dict in a saved model's config tree (layers, nested models, their parts)."""
+  if isinstance(node, dict):
+    yield node
+    for v in node.values():
+      yield from _configs(v)
+  elif isinstance(node, list):
+    for v in node:
+      yield from _configs(v)
+
+
+def _saved_config(path: str):
+  """The model config a .h5 or .keras file declares, read as JSON (nothing is run), or None."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  if path.lower().endswith(".keras"):
+    try:
+      with zipfile.ZipFile(path) as z:
+        return json.loads(z.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+      return None
   import h5py  # pylint: disable=g-import-not-at-top
   try:
     with h5py.File(path, "r") as f:
       config = f.attrs.get("model_config")
   except OSError:
-    return []
+    return None
   if config is None:
-    return []
-  found = []
-
-  def walk(node):
-    if isinstance(node, dict):
-      if node.get("class_name") == "Lambda":
-        found.append(node.get("config", {}).get("name", "?"))
-      for v in node.values():
-        walk(v)
-    elif isinstance(node, list):
-      for v in node:
-        walk(v)
-
-  walk(json.loads(config if isinstance(config, str) else config.decode("utf-8")))
-  return found
+    return None
+  return json.loads(config if isinstance(config, str) else config.decode("utf-8"))
 
 
-def _custom_classes_in_keras(path: str) -> List[str]:
-  """Classes a .keras file's config names outside Keras itself (read as JSON, not run)."""
-  import zipfile  # pylint: disable=g-import-not-at-top
-  try:
-    with zipfile.ZipFile(path) as z:
-      config = json.loads(z.read("config.json"))
-  except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-    return []
-  found = []
+def _lambda_layers(config) -> List[str]:
+  """Names of the Lambda layers a saved config declares."""
+  return [node.get("config", {}).get("name", "?") for node in _configs(config)
+          if node.get("class_name") == "Lambda"]
 
-  def walk(node):
-    if isinstance(node, dict):
-      module = node.get("module")
-      if "class_name" in node and isinstance(module, str) and not module.startswith(
-          ("keras", "tf_keras", "builtins")):
-        found.append(f"{node['class_name']} (from {module})")
-      for v in node.values():
-        walk(v)
-    elif isinstance(node, list):
-      for v in node:
-        walk(v)
 
-  walk(config)
-  return sorted(set(found))
+def _custom_classes(config) -> List[str]:
+  """Classes a .keras config names outside Keras itself."""
+  return sorted({f"{node['class_name']} (from {node['module']})" for node in _configs(config)
+                 if "class_name" in node and isinstance(node.get("module"), str)
+                 and not node["module"].startswith(("keras", "tf_keras", "builtins"))})
 
 
 def _reason(e: Exception) -> str:
@@ -97,63 +93,124 @@ def _warn_unless_scaled(model: keras.Model, flag: str) -> None:
                   "save it again.", flag)
 
 
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+  """A baseline ready for the pipeline (tf_keras), and how a Keras 3 file was carried over."""
+  model: keras.Model
+  keras3: Optional[keras3_lib.Agreement] = None  # None: the file was tf_keras (Keras 2).
+
+
 def load_baseline(path: str, input_shape=None, num_classes=None,
                   trust: bool = False) -> keras.Model:
-  """Loads a trained Keras classifier (.keras; .h5 or SavedModel only with `trust`).
+  """load(...).model: the tf_keras model alone."""
+  return load(path, input_shape, num_classes, trust).model
+
+
+def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
+         images: Optional[np.ndarray] = None) -> Loaded:
+  """Loads a trained classifier: .keras from Keras 3 or tf_keras (.h5 or SavedModel only with
+  `trust`). A Keras 3 model is rebuilt in tf_keras and the copy checked on `images`.
 
   Args:
     path: the file or directory given as --baseline_path.
     input_shape: if given, the model's input must have this shape (batch axis excluded).
     num_classes: if given, the model must output this many classes.
     trust: --trust_model: allow formats that can run code from the file.
+    images: raw-pixel images to check a Keras 3 model's tf_keras copy on (a batch of the
+      validation split); default: 16 images of uniform noise.
 
   Raises:
     ValueError: one line naming --baseline_path: missing, a format refused without
-      --trust_model, not a Keras model, a Lambda or custom layer, or a model that does not
-      fit the data (both shapes or class counts named).
+      --trust_model, a corrupt file, not a Keras model, a Lambda or custom layer, a layer
+      with no tf_keras equivalent, a copy that does not agree (first layer named), or a model
+      that does not fit the data (both shapes or class counts named).
   """
   flag = f"--baseline_path={path}"
   if not os.path.exists(path):
     raise ValueError(f"{flag}: no such file or directory")
-  is_h5 = path.lower().endswith((".h5", ".hdf5"))
-  if is_h5 or os.path.isdir(path):
-    if not trust:
-      kind = "an .h5 file" if is_h5 else "a SavedModel directory"
-      lambdas = _lambda_layers_in_h5(path) if is_h5 else []
-      holds = (f"; this one holds Lambda layer(s) {', '.join(lambdas)}" if lambdas else "")
-      raise ValueError(f"{flag}: {kind} can run code from the file when loaded{holds}; "
-                       "re-save it as .keras (model.save('model.keras')), or pass "
-                       "--trust_model if you trust its source")
-  elif not path.lower().endswith(".keras"):
-    raise ValueError(f"{flag}: not a .keras file, an .h5 file or a SavedModel directory")
-  else:
-    custom = _custom_classes_in_keras(path)
-    if custom:
-      raise ValueError(f"{flag}: it uses custom classes this tool cannot build: "
-                       f"{', '.join(custom)}; re-save the model with built-in Keras layers")
   try:
-    if is_h5 or os.path.isdir(path):
-      model = keras.models.load_model(path, compile=False)
+    version = keras3_lib.saved_version(path)
+  except ValueError as e:
+    raise ValueError(f"{flag}: {e}") from None
+  _refuse_unsafe(path, flag, trust)
+  agreement, is_keras3 = None, bool(version) and version.startswith("3.")
+  try:
+    if is_keras3:
+      model3 = keras3_lib.load(path, trust)
     else:
-      model = keras.models.load_model(path, compile=False, safe_mode=not trust)
+      model = _load_tf_keras(path, trust)
   except Exception as e:  # pylint: disable=broad-except  (any loader failure: one line)
     raise ValueError(f"{flag}: {_reason(e)}") from None
+  if is_keras3:
+    _check_fits(model3, flag, input_shape, num_classes)
+    if images is None:
+      images = np.random.default_rng(0).uniform(0, 255, (16,) + tuple(model3.input_shape[1:]))
+    try:
+      model, agreement = keras3_lib.to_tf_keras(model3, np.asarray(images, np.float32))
+    except ValueError as e:  # Untranslatable, Disagreement.
+      raise ValueError(f"{flag}: Keras 3 model: {e}") from None
+    logging.info("Keras 3 model (Keras %s) translated to tf_keras: %s.", version,
+                 agreement.describe())
   if not isinstance(model, keras.Model):
     raise ValueError(f"{flag}: not a Keras model (loaded {type(model).__name__})")
   if trust:
     # The user trusts this file: the structured surgery and TF-MOT rebuild the model from
     # its config, which re-creates its Lambda layers; tf_keras refuses that in safe mode.
     keras.__internal__.enable_unsafe_deserialization()
-  if flatten_lib.has_nested(model):
-    nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
-    try:
-      model = flatten_lib.flatten(model)
-    except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f"{flag}: holds nested model(s) {', '.join(nested)} that cannot be "
-                       f"inlined ({' '.join(str(e).split())[:160]})") from None
-    logging.info("Inlined nested model(s) %s into one graph, so TF-MOT and the structured "
-                 "surgery see their layers.", ", ".join(nested))
+  model = _inline_nested(model, flag)
   _warn_unless_scaled(model, flag)
+  _check_fits(model, flag, input_shape, num_classes)
+  return Loaded(model, agreement)
+
+
+def _refuse_unsafe(path: str, flag: str, trust: bool) -> None:
+  """Formats that can run code, Lambda layers and custom classes: refused before loading."""
+  is_h5 = path.lower().endswith((".h5", ".hdf5"))
+  if is_h5 or os.path.isdir(path):
+    if not trust:
+      kind = "an .h5 file" if is_h5 else "a SavedModel directory"
+      lambdas = _lambda_layers(_saved_config(path)) if is_h5 else []
+      holds = (f"; this one holds Lambda layer(s) {', '.join(lambdas)}" if lambdas else "")
+      raise ValueError(f"{flag}: {kind} can run code from the file when loaded{holds}; "
+                       "re-save it as .keras (model.save('model.keras')), or pass "
+                       "--trust_model if you trust its source")
+    return
+  if not path.lower().endswith(".keras"):
+    raise ValueError(f"{flag}: not a .keras file, an .h5 file or a SavedModel directory")
+  config = _saved_config(path)
+  custom = _custom_classes(config)
+  if custom:
+    raise ValueError(f"{flag}: it uses custom classes this tool cannot build: "
+                     f"{', '.join(custom)}; re-save the model with built-in Keras layers")
+  lambdas = _lambda_layers(config)
+  if lambdas and not trust:
+    raise ValueError(f"{flag}: it holds Lambda layer(s) {', '.join(lambdas)}, whose Python "
+                     "code would run on load; rebuild the model without Lambda layers, or pass "
+                     "--trust_model if you trust its source")
+
+
+def _load_tf_keras(path: str, trust: bool):
+  if path.lower().endswith((".h5", ".hdf5")) or os.path.isdir(path):
+    return keras.models.load_model(path, compile=False)
+  return keras.models.load_model(path, compile=False, safe_mode=not trust)
+
+
+def _inline_nested(model: keras.Model, flag: str) -> keras.Model:
+  if not flatten_lib.has_nested(model):
+    return model
+  nested = [l.name for l in model.layers if isinstance(l, keras.Model)]
+  try:
+    model = flatten_lib.flatten(model)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{flag}: holds nested model(s) {', '.join(nested)} that cannot be "
+                     f"inlined ({' '.join(str(e).split())[:160]})") from None
+  logging.info("Inlined nested model(s) %s into one graph, so TF-MOT and the structured "
+               "surgery see their layers.", ", ".join(nested))
+  return model
+
+
+def _check_fits(model, flag: str, input_shape, num_classes) -> None:
+  """The model takes the data's images and outputs its classes (either Keras)."""
   have = tuple(model.input_shape[1:])
   if input_shape is not None and have != tuple(input_shape):
     hint = ("; set --image_size/--color_mode to match" if len(have) == 3 and
@@ -163,4 +220,3 @@ def load_baseline(path: str, input_shape=None, num_classes=None,
   if num_classes is not None and model.output_shape[-1] != num_classes:
     raise ValueError(f"{flag}: the model outputs {model.output_shape[-1]} classes, the data "
                      f"has {num_classes}")
-  return model

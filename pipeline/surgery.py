@@ -22,6 +22,9 @@ PASS_THROUGH = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", 
                 "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
                 "ZeroPadding2D", "Cropping2D", "UpSampling2D", "DepthwiseConv2D")
 JOINS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+# Arithmetic with a number (`x + 3.0` in a hard-swish), recorded by tf_keras as a TFOpLambda
+# layer: each channel keeps its place, so it passes the channel space through.
+SCALAR_OPS = ("__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv")
 
 
 @dataclasses.dataclass
@@ -116,6 +119,26 @@ def _channels(layer) -> int:
   return int(layer.output.shape[-1])
 
 
+def _inbound(lc: dict) -> list:
+  """The [name, node, index, kwargs] entries of a layer's first call; a TFOpLambda's config
+  lists its one tensor without the enclosing list."""
+  nodes = lc["inbound_nodes"]
+  if not nodes:
+    return []
+  return [nodes[0]] if nodes[0] and isinstance(nodes[0][0], str) else nodes[0]
+
+
+def _scalar_op(lc: dict, layer) -> Optional[dict]:
+  """The keyword arguments of a TFOpLambda that adds, subtracts, multiplies or divides by a
+  number, else None."""
+  entries = _inbound(lc)
+  if lc["class_name"] != "TFOpLambda" or getattr(layer, "symbol", "") not in SCALAR_OPS or \
+      len(entries) != 1 or len(entries[0]) < 4:
+    return None
+  kwargs = entries[0][3]
+  return kwargs if isinstance(kwargs.get("y"), (int, float)) else None
+
+
 FOLDS = ("exact", "approximate")
 
 
@@ -140,7 +163,7 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
   for lc in config["layers"]:
     name, cls, nodes = lc["name"], lc["class_name"], lc["inbound_nodes"]
     layer = layers[name]
-    inputs = [out_space[n[0]] for n in nodes[0]] if nodes else []
+    inputs = [out_space[n[0]] for n in _inbound(lc)]
     if inputs:
       in_space[name] = inputs[0]
     if cls == "InputLayer":
@@ -157,7 +180,8 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
         sp.block(out_space[name], f"{name} ends in a softmax over its channels")
       if skip and re.fullmatch(skip, name):
         sp.block(out_space[name], f"{name} matches --structured_skip_layers")
-    elif cls in PASS_THROUGH and not (cls == "DepthwiseConv2D" and layer.depth_multiplier != 1):
+    elif (cls in PASS_THROUGH and not (cls == "DepthwiseConv2D" and layer.depth_multiplier != 1)
+          or _scalar_op(lc, layer) is not None):
       out_space[name] = inputs[0]
     elif cls == "Flatten" and len(layer.input.shape) == 4:
       h, w = int(layer.input.shape[1]), int(layer.input.shape[2])
@@ -207,9 +231,9 @@ def _zero_producer_values(a: Analysis) -> Dict[str, np.ndarray]:
   layers = {l.name: l for l in a.model.layers}
   consts = {}
   for lc in a.order:
-    name, cls, nodes = lc["name"], lc["class_name"], lc["inbound_nodes"]
+    name, cls = lc["name"], lc["class_name"]
     layer = layers[name]
-    ins = [consts[n[0]] for n in nodes[0]] if nodes else []
+    ins = [consts[n[0]] for n in _inbound(lc)]
     space = a.out_space[name]
     if cls == "InputLayer" or space[0] == "fixed":
       consts[name] = np.zeros(_channels(layer), np.float32)
@@ -224,6 +248,9 @@ def _zero_producer_values(a: Analysis) -> Dict[str, np.ndarray]:
       y = np.asarray(layer(tf.constant(x, tf.float32), training=False))
       y = y.reshape(-1, y.shape[-1])
       consts[name] = y[len(y) // 2]
+    elif cls == "TFOpLambda":  # A scalar op (analyze passes no other through).
+      y = layer(tf.constant(ins[0][None], tf.float32), **_scalar_op(lc, layer))
+      consts[name] = np.asarray(y, np.float32)[0]
     elif cls == "Flatten":
       consts[name] = np.tile(ins[0], space[2])
     elif cls in JOINS:

@@ -107,7 +107,9 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
                                layer_rates=cfg.layer_rates if u > 0 else "",
                                sensitivity=False,  # The baseline's run has it, once.
                                structured_rate=s, baseline_path=baseline_path, workdir=pdir,
-                               overwrite=True, benchmark_runs=_POINT_RUNS)
+                               overwrite=True, benchmark_runs=_POINT_RUNS,
+                               # A Keras 3 user gets each point's model back in Keras 3 too.
+                               keras3_output=cfg.keras3_output or prep.keras3 is not None)
     schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None
     pprep = job.Prepared(prep.data, baseline, None, schedule)
     reports[name] = job.run_job(pcfg, pprep, _point_flags(flags_text, pcfg), con)
@@ -123,7 +125,8 @@ def _point_flags(flags_text: str, pcfg: Config) -> str:
       "--prune" if pcfg.prune else "--noprune", f"--pruning_rate={pcfg.pruning_rate}",
       f"--structured_rate={pcfg.structured_rate}", f"--layer_rates={pcfg.layer_rates}",
       f"--baseline_path={pcfg.baseline_path}", f"--workdir={pcfg.workdir}",
-      f"--benchmark_runs={pcfg.benchmark_runs}"]) + "\n"
+      f"--benchmark_runs={pcfg.benchmark_runs}"]
+      + (["--keras3_output"] if pcfg.keras3_output else [])) + "\n"
 
 
 def point_name(structured: float, unstructured: float) -> str:

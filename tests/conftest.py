@@ -45,14 +45,19 @@ def first(split, n=None):
   return x if n is None else x[:n]
 
 
-def users_mobilenet(size: int = 32, classes: int = 3):
+def users_mobilenet(size: int = 32, classes: int = 3, keras3: bool = False):
   """A user's transfer-learning model, as the Keras guides build it and not with this tool:
-  a MobileNetV2 backbone nested as one layer of a Sequential, with its own scaling and head.
+  a MobileNetV2 backbone nested as one layer of a Sequential, with its own scaling and head;
+  built with Keras 3 (`import keras`, what TensorFlow >= 2.16 users have) or tf_keras.
 
   Returns:
     (model, backbone).
   """
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  if keras3:
+    import keras
+  else:
+    import tf_keras as keras
   backbone = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35,
                                             include_top=False, weights=None)
   user = keras.Sequential([keras.Input((size, size, 3)),

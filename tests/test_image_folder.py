@@ -105,15 +105,16 @@ def test_missing_folder_and_missing_data_dir(tmp_path):
                           "images per class")
 
 
-def test_cli_prunes_a_users_own_mobilenet_on_a_folder(tmp_path):
-  """A user's transfer-learning model (a MobileNetV2 backbone nested in a Sequential, as the
-  Keras guides build it), not one of ours, pruned on a generated RGB folder through the CLI:
-  structured + unstructured, every file verified, report written."""
+def test_cli_prunes_a_users_own_keras3_mobilenet_on_a_folder(tmp_path):
+  """A user's transfer-learning model built with Keras 3 (a MobileNetV2 backbone nested in a
+  Sequential, as the Keras guides build it), not one of ours, pruned on a generated RGB folder
+  through the CLI: structured + unstructured, every file verified, report written, the pruned
+  model written back as a Keras 3 file."""
   import json  # pylint: disable=g-import-not-at-top
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
   from conftest import REPO, run_cli, users_mobilenet  # pylint: disable=g-import-not-at-top
   photos = shapes.write_folder(str(tmp_path / "photos"), CLASSES, 20, 32, seed=1)
-  user, backbone = users_mobilenet()
+  user, backbone = users_mobilenet(keras3=True)
   rng = np.random.default_rng(0)  # BatchNorm shifts as training leaves them.
   for layer in backbone.layers:
     if isinstance(layer, keras.layers.BatchNormalization):
@@ -145,6 +146,9 @@ def test_cli_prunes_a_users_own_mobilenet_on_a_folder(tmp_path):
   assert all(e["gate"] == "ok" for e in report["exports"])
   md = (wd / "report.md").read_text()
   assert "folding was approximate" in md and "3 classes" in md
+  assert report["baseline"]["keras3"]["max_diff"] <= 1e-5
+  mine = keras.saving.load_model(wd / report["keras3"]["path"], safe_mode=True)
+  assert mine.count_params() == report["pruned"]["params"]  # The smaller model, in Keras 3.
 
 
 def _coded_folder(root, per_class=12, ext="png"):

@@ -101,7 +101,8 @@ def test_bad_paths_one_line_nothing_written(tmp_path):
        f"error: --workdir={blocker}/run: cannot be written ({blocker} is not a directory)"),
       ([f"--baseline_path={tmp_path}/missing.keras"],
        f"error: --baseline_path={tmp_path}/missing.keras: no such file or directory"),
-      ([f"--baseline_path={junk}"], f"error: --baseline_path={junk}: not a Keras model"),
+      ([f"--baseline_path={junk}"],
+       f"error: --baseline_path={junk}: not a readable .keras file"),
       (["--dataset=nope"],
        "error: --dataset=nope: no such dataset (mnist, fashion_mnist, folder, or a TFDS name)"),
       (["--dataset=folder", f"--data_dir={tmp_path}/typo"],
@@ -112,7 +113,7 @@ def test_bad_paths_one_line_nothing_written(tmp_path):
   ]
   for args, expected in cases:
     proc = run_cli(args, cwd=cwd)
-    if expected.endswith("not a Keras model"):  # The loader's own reason follows in brackets.
+    if expected.endswith("not a readable .keras file"):  # The zip reader's reason follows.
       line = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
       assert len(line) == 1 and line[0].startswith(expected + " ("), proc.stderr[-2000:]
       expected = line[0]

@@ -61,8 +61,9 @@ def test_keras_file_with_a_lambda_is_refused_by_safe_mode(tmp_path):
   with pytest.raises(ValueError) as e:
     safe_load.load_baseline(path)
   assert str(e.value) == (
-      f"--baseline_path={path}: it holds a Lambda layer, whose Python code would run on load; "
-      "rebuild the model without Lambda layers, or pass --trust_model if you trust its source")
+      f"--baseline_path={path}: it holds Lambda layer(s) scale_by_lambda, whose Python code "
+      "would run on load; rebuild the model without Lambda layers, or pass --trust_model if "
+      "you trust its source")
 
 
 def test_savedmodel_directory_is_refused_without_trust(tmp_path, trained_cnn):
@@ -109,7 +110,7 @@ def test_missing_junk_and_other_files(tmp_path):
     safe_load.load_baseline(str(tmp_path / "nope.keras"))
   junk = tmp_path / "junk.keras"
   junk.write_text("not a model")
-  with pytest.raises(ValueError, match=f"^--baseline_path={junk}: not a Keras model"):
+  with pytest.raises(ValueError, match=f"^--baseline_path={junk}: not a readable .keras file"):
     safe_load.load_baseline(str(junk))
   other = tmp_path / "model.onnx"
   other.write_text("x")

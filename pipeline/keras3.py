@@ -1,0 +1,164 @@
+"""Keras 3 at the boundary: recognise a Keras 3 file, load it with Keras 3's own safety rules,
+hand the pipeline a tf_keras copy checked on real images, and write a result back as a Keras 3
+file checked the same way (pipeline/keras3_translate.py rebuilds the models).
+
+The check: both models' outputs on the same images within TOLERANCE (max |diff|) and the same
+top-1 class on every image (an image whose two best classes the reference itself ranks within
+2 * TOLERANCE counts as agreeing: its top-1 is a tie at this precision).
+"""
+
+import dataclasses
+import json
+import os
+import warnings
+import zipfile
+from typing import Optional
+
+import numpy as np
+
+from pipeline import keras3_translate as translate_lib
+
+TOLERANCE = 1e-5
+
+
+class Disagreement(ValueError):
+  """The two models' outputs differ beyond TOLERANCE; the message names the first layer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+  """How closely a rebuilt model matched its source on `images` images."""
+  layers: int  # Layers rebuilt (nested models' layers included).
+  max_diff: float
+  images: int
+
+  def describe(self) -> str:
+    return (f"{self.layers} layers, max |diff| {self.max_diff:.1e} on {self.images} images, "
+            "same top-1")
+
+
+def saved_version(path: str) -> Optional[str]:
+  """The Keras version a .keras or .h5 file records ('3.15.1'), or None if it records none.
+
+  Raises:
+    ValueError: a .keras file that is not a readable zip (truncated or corrupt).
+  """
+  if path.lower().endswith(".keras") and os.path.isfile(path):
+    try:
+      with zipfile.ZipFile(path) as z:
+        if "metadata.json" not in z.namelist():
+          return None
+        return str(json.loads(z.read("metadata.json")).get("keras_version", "")) or None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+      raise ValueError(f"not a readable .keras file (a .keras file is a zip archive; this one "
+                       f"is truncated or corrupt: {' '.join(str(e).split())[:120]})") from None
+  if path.lower().endswith((".h5", ".hdf5")) and os.path.isfile(path):
+    import h5py  # pylint: disable=g-import-not-at-top
+    try:
+      with h5py.File(path, "r") as f:
+        v = f.attrs.get("keras_version")
+    except OSError:
+      return None
+    return (v.decode() if isinstance(v, bytes) else str(v)) if v is not None else None
+  return None
+
+
+def is_keras3_file(path: str) -> bool:
+  """True when the file was saved by Keras 3 (`import keras` in TensorFlow >= 2.16)."""
+  version = saved_version(path)
+  return bool(version) and version.split(".")[0] == "3"
+
+
+def load(path: str, trust: bool = False):
+  """Loads a Keras 3 file with Keras 3 (`safe_mode` unless `trust`), compile=False.
+
+  Raises:
+    Exception: whatever Keras 3 raises (the caller words it).
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  if path.lower().endswith((".h5", ".hdf5")):
+    return keras.saving.load_model(path, compile=False)
+  return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+
+
+def _outputs(model, images: np.ndarray) -> np.ndarray:
+  with warnings.catch_warnings():  # Keras 3 warns when a model built on [input] gets a tensor.
+    warnings.filterwarnings("ignore", message="The structure of `inputs`")
+    return np.concatenate([np.asarray(model(images[i:i + 32], training=False))
+                           for i in range(0, len(images), 32)])
+
+
+def _top1_agrees(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+  top2 = np.sort(reference, axis=-1)[:, -2:] if reference.shape[-1] > 1 else None
+  tie = (top2[:, 1] - top2[:, 0] <= 2 * TOLERANCE) if top2 is not None else False
+  return (np.argmax(reference, -1) == np.argmax(candidate, -1)) | tie
+
+
+def agree(translation: translate_lib.Translation, source, images: np.ndarray) -> Agreement:
+  """Checks `translation.model` against `source` on `images`.
+
+  Raises:
+    Disagreement: outputs beyond TOLERANCE or another top-1; names the first layer whose
+      output differs and its max |diff|.
+  """
+  a, b = _outputs(source, images), _outputs(translation.model, images)
+  diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+  if diff <= TOLERANCE and np.all(_top1_agrees(a, b)):
+    return Agreement(len(translation.pairs), diff, len(images))
+  where = _first_difference(translation, source, images)
+  raise Disagreement(f"the rebuilt model's outputs differ from the original's (max |diff| "
+                     f"{diff:.2e}, top-1 differs on {int(np.sum(~_top1_agrees(a, b)))} of "
+                     f"{len(images)} images){where}")
+
+
+def _first_difference(translation: translate_lib.Translation, source, images) -> str:
+  """'; first at layer conv2 (max |diff| 3.1e-02)', or '' where no single layer stands out."""
+  probes = translation.probes
+  if not probes:
+    return ""
+  s = translation.source_module.Model(source.inputs, [p[1] for p in probes])
+  d = translation.module.Model(translation.model.inputs, [p[2] for p in probes])
+  x = images[:8]
+  for (name, _, _), u, v in zip(probes, s(x, training=False), d(x, training=False)):
+    u, v = np.asarray(u), np.asarray(v)
+    scale = max(1.0, float(np.max(np.abs(u))))
+    if u.shape != v.shape or np.max(np.abs(u - v)) > TOLERANCE * scale:
+      gap = float(np.max(np.abs(u - v))) if u.shape == v.shape else float("inf")
+      return f"; first at layer {name} (max |diff| {gap:.2e})"
+  return ""
+
+
+def to_tf_keras(model3, images: np.ndarray):
+  """A checked tf_keras copy of a Keras 3 model.
+
+  Returns:
+    (tf_keras model, Agreement).
+
+  Raises:
+    translate_lib.Untranslatable: a layer, activation or op with no tf_keras equivalent.
+    Disagreement: the copy's outputs differ (first layer named).
+  """
+  translation = translate_lib.to_tf_keras(model3)
+  return translation.model, agree(translation, model3, images)
+
+
+def write(model, path: str, images: np.ndarray) -> Agreement:
+  """Writes a tf_keras model as a Keras 3 .keras file, checked before it is saved and again
+  after Keras 3 reloads it with safe_mode=True; nothing is left at `path` if a check fails.
+
+  Raises:
+    translate_lib.Untranslatable, Disagreement: as to_tf_keras.
+  """
+  translation = translate_lib.to_keras3(model)
+  agreement = agree(translation, model, images)
+  directory = os.path.dirname(path) or "."
+  tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
+  try:
+    translation.model.save(tmp)
+    reloaded = load(tmp)
+    again = agree(dataclasses.replace(translation, model=reloaded, probes=[]), model, images)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return dataclasses.replace(agreement, max_diff=max(agreement.max_diff, again.max_diff))

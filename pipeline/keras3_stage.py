@@ -1,0 +1,33 @@
+"""The "keras3" stage: the run's result written back as a Keras 3 .keras file, checked.
+
+Runs when the baseline came in as a Keras 3 file (the user goes on in Keras 3) or with
+--keras3_output. The TFLite files do not depend on it: they come from the tf_keras model.
+"""
+
+import os
+
+from pipeline import data as data_lib
+from pipeline import keras3 as keras3_lib
+
+CHECK_IMAGES = 64  # Test images (drawn at random, seeded) the Keras 3 file is checked on.
+
+
+def wanted(cfg, translated_in) -> bool:
+  """Whether the run writes a Keras 3 file: asked for, or the baseline was Keras 3."""
+  return bool(cfg.keras3_output or translated_in is not None)
+
+
+def stage(model, name: str, data: data_lib.Dataset, cfg, wd: str, con, seconds: dict) -> dict:
+  """Writes `<name>_keras3.keras` into `wd`; returns the report's "keras3" output section.
+
+  Raises:
+    ValueError: a layer with no Keras 3 equivalent, or a copy that does not agree.
+  """
+  with con.stage("keras3", seconds) as info:
+    images, _ = data_lib.sample(data.test, CHECK_IMAGES, cfg.seed)
+    path = os.path.join(wd, f"{name}_keras3.keras")
+    agreement = keras3_lib.write(model, path, images)
+    info["summary"] = (f"{os.path.basename(path)}: reloaded by Keras 3 with safe_mode=True, "
+                       f"{agreement.describe()} against {name}.keras")
+  return {"path": os.path.basename(path), "of": f"{name}.keras", "layers": agreement.layers,
+          "max_diff": agreement.max_diff, "images": agreement.images}
