@@ -7,7 +7,7 @@ Each model is built and trained with Keras 3 (`import keras`), saved as a Keras 
 and given to `python -m pipeline.run --baseline_path=...`:
 - cnn: a Sequential CNN trained on the shipped MNIST digits' training split (12 epochs), with
   configs/mnist.flags (90% sparsity).
-- v2: keras.applications.MobileNetV2 (alpha 0.35, 96x96, 5 classes) trained briefly on a
+- v2: keras.applications.MobileNetV2 (alpha 0.35, 96x96, 5 classes) trained 25 epochs on a
   generated RGB folder (5 x 200 shapes), with configs/camera_folder.flags (structured 40% +
   80% sparsity, int8 with uint8 input).
 - v3: keras.applications.MobileNetV3Small (96x96, 5 classes, Rescaling inside, hard-swish and
@@ -25,6 +25,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER_FLAGS = ["--dataset=folder", "--image_size=96,96", "--color_mode=rgb"]
+# After 15 epochs (87.5% test) the recipe's int8 files lost 1.5 points against the pruned Keras
+# model, outside their 1-point gate; 25 epochs is still brief next to the built-in's recipe.
+V2_EPOCHS = 25
 
 
 def _arrays(flags):
@@ -94,7 +97,7 @@ def v2(out_dir):
   _momentum(backbone)
   path = os.path.join(out_dir, "users_mobilenet_v2.keras")
   flags = dict(dataset="folder", data_dir=root, image_size="96,96", color_mode="rgb")
-  _train(model, flags, 15, 32).save(path)
+  _train(model, flags, V2_EPOCHS, 32).save(path)
   return ["--flagfile=configs/camera_folder.flags", f"--data_dir={root}",
           f"--baseline_path={path}"]
 

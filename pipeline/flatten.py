@@ -9,6 +9,13 @@ same weights); nothing is rebuilt or retrained.
 import tf_keras as keras
 
 
+def node_entries(node: list) -> list:
+  """The [layer name, node index, tensor index, kwargs] entries of one inbound node of a
+  tf_keras config. A TFOpLambda (`x + 3.0`, as in a hard-swish) lists its one input tensor
+  without the enclosing list."""
+  return [node] if node and isinstance(node[0], str) else node
+
+
 def has_nested(model: keras.Model) -> bool:
   return any(isinstance(l, keras.Model) for l in model.layers)
 
@@ -55,6 +62,7 @@ def _replay(model: keras.Model, inputs, training=None):
     # Keras numbers a nested model's calls from 1: its node 0 is its own construction.
     offset = 1 if isinstance(layer, keras.Model) else 0
     for node_index, node in enumerate(lc["inbound_nodes"], start=offset):
+      node = node_entries(node)
       args = [tensors[(n[0], n[1], n[2])] for n in node]
       kwargs = node[0][3] if node and len(node[0]) > 3 else {}
       out = _call(layer, args, kwargs, training)

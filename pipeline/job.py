@@ -41,6 +41,7 @@ from pipeline import workdir as workdir_lib
 from pipeline.config import Config
 
 LOG_FILE = "log.txt"
+CHECK_IMAGES = 64  # Validation images a Keras 3 baseline's tf_keras copy is checked on.
 
 
 class StageError(RuntimeError):
@@ -76,14 +77,17 @@ def preflight(cfg: Config) -> Prepared:
   if cfg.latency_table and not cfg.target_speedup:
     raise ValueError(f"--latency_table={cfg.latency_table}: is read only with --target_speedup")
   data = data_lib.load_dataset(cfg)
-  translated = None
+  translated, images = None, None
+  if cfg.baseline_path or cfg.keras3_output:  # Real images to check Keras 3 copies on.
+    images = data_lib.sample(data.validation, CHECK_IMAGES, cfg.seed)[0]
   if cfg.baseline_path:
     loaded = safe_load.load(cfg.baseline_path, data.input_shape, data.num_classes,
-                            trust=cfg.trust_model,
-                            images=data_lib.sample(data.validation, 64, cfg.seed)[0])
+                            trust=cfg.trust_model, images=images)
     baseline, fresh, translated = loaded.model, None, loaded.keras3
   else:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
+  if keras3_stage.wanted(cfg, translated):
+    keras3_stage.preflight(baseline or fresh, images, cfg)
   if cfg.structured_rate > 0 or cfg.target_speedup:
     structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
   speed_target.check(baseline or fresh, cfg)

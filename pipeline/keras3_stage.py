@@ -8,6 +8,7 @@ import os
 
 from pipeline import data as data_lib
 from pipeline import keras3 as keras3_lib
+from pipeline import keras3_translate as translate_lib
 
 CHECK_IMAGES = 64  # Test images (drawn at random, seeded) the Keras 3 file is checked on.
 
@@ -15,6 +16,20 @@ CHECK_IMAGES = 64  # Test images (drawn at random, seeded) the Keras 3 file is c
 def wanted(cfg, translated_in) -> bool:
   """Whether the run writes a Keras 3 file: asked for, or the baseline was Keras 3."""
   return bool(cfg.keras3_output or translated_in is not None)
+
+
+def preflight(model, images, cfg) -> None:
+  """Before any training: the model can be written back in Keras 3 (the pruned model has the
+  same kinds of layers), so a layer that does not carry back fails now, not after the run.
+
+  Raises:
+    ValueError: one line naming the flag that asked for the Keras 3 file.
+  """
+  flag = f"--baseline_path={cfg.baseline_path}" if cfg.baseline_path else "--keras3_output"
+  try:
+    keras3_lib.agree(translate_lib.to_keras3(model), model, images)
+  except ValueError as e:  # Untranslatable, Disagreement.
+    raise ValueError(f"{flag}: the result cannot be written back as Keras 3: {e}") from None
 
 
 def stage(model, name: str, data: data_lib.Dataset, cfg, wd: str, con, seconds: dict) -> dict:

@@ -34,6 +34,13 @@ _TF_SYMBOLS = {"__operators__.add": operator.add, "math.add": operator.add,
                "math.truediv": operator.truediv, "math.divide": operator.truediv}
 SUPPORTED_OPS = "add, subtract, multiply, divide"
 
+# Config keys named differently on the two sides, by source side and class.
+_RENAMES = {"keras3": {"LeakyReLU": {"negative_slope": "alpha"}},
+            "tf_keras": {"LeakyReLU": {"alpha": "negative_slope"}}}
+# Keys one side lacks that change nothing while unset (None or False): dropped quietly.
+_QUIET = {"quantization_config", "lora_rank", "lora_alpha", "synchronized", "fused",
+          "virtual_batch_size", "adjustment"}
+
 # Activations with the same name and function on both sides.
 _SAME_ACTIVATIONS = {"elu", "exponential", "gelu", "linear", "mish", "relu", "selu", "sigmoid",
                      "softmax", "softplus", "softsign", "swish", "tanh"}
@@ -72,6 +79,10 @@ class _Side:
   tensor_class: type
 
   @property
+  def label(self) -> str:
+    return "Keras 3" if self.name == "keras3" else "tf_keras"
+
+  @property
   def layers(self):
     return self.module.layers
 
@@ -97,6 +108,8 @@ class Translation:
   probes: List[Tuple[str, object, object]]  # (layer name, source tensor, new tensor), top level.
   source_module: object = None  # keras or tf_keras: the side each model is on.
   module: object = None
+  dropped: Dict[str, List[str]] = dataclasses.field(default_factory=dict)  # layer -> keys.
+  mixed_precision: str = ""  # The source's mixed policy ("mixed_float16"); the copy is float32.
 
 
 def to_tf_keras(model) -> Translation:
@@ -124,8 +137,10 @@ def _translate(model, src: _Side, dst: _Side) -> Translation:
     have, want = [w.shape for w in a.get_weights()], [tuple(w.shape) for w in b.weights]
     if [tuple(s) for s in have] != want:
       raise Untranslatable(f"layer {a.name} ({type(a).__name__}): weights shaped {have} do "
-                           f"not fit the {dst.name} layer's {want}")
+                           f"not fit the {dst.label} layer's {want}")
     b.set_weights(a.get_weights())
+    if hasattr(b, "finalize_state"):  # Keras 3's Normalization reads mean/variance only then.
+      b.finalize_state()
   return out
 
 
@@ -219,17 +234,21 @@ def _layer(op, src: _Side, dst: _Side, out: Translation):
       raise Untranslatable(f"op {op.name} (keras.ops {cls_name}) has no tf_keras layer; "
                            f"supported ops: {SUPPORTED_OPS}")
     return _Call(lambda args, kwargs: fn(*args, **kwargs))
+  if cls_name == "Lambda":
+    raise Untranslatable(f"layer {op.name} (Lambda) holds Python code, which does not carry "
+                         "over between Keras versions; rebuild the model without Lambda "
+                         "layers (keras.layers has a layer for most such uses)")
   cls = getattr(dst.layers, cls_name, None)
   if not (inspect.isclass(cls) and issubclass(cls, dst.layers.Layer)):
-    raise Untranslatable(f"layer {op.name} ({cls_name}) has no {dst.name} equivalent; "
+    raise Untranslatable(f"layer {op.name} ({cls_name}) has no {dst.label} equivalent; "
                          f"supported: the layers both Keras versions share by name "
                          f"(Conv2D, DepthwiseConv2D, Dense, BatchNormalization, Add, ...)")
-  config = _config(op, cls, src, dst)
+  config = _config(op, cls, src, dst, out)
   expand = _activation(op, config, src)
   try:
     layer = cls(**config)
   except (TypeError, ValueError) as e:
-    raise Untranslatable(f"layer {op.name} ({cls_name}): {dst.name} rejects its config "
+    raise Untranslatable(f"layer {op.name} ({cls_name}): {dst.label} rejects its config "
                          f"({' '.join(str(e).split())[:160]})") from None
   if expand is None:
     return layer
@@ -270,14 +289,23 @@ def _accepted(cls) -> set:
   return names - {"self"}
 
 
-def _config(op, cls, src: _Side, dst: _Side) -> dict:
-  """The source layer's config, reduced to what `cls` accepts and in the forms it reads."""
+def _config(op, cls, src: _Side, dst: _Side, out: Translation) -> dict:
+  """The source layer's config, reduced to what `cls` accepts and in the forms it reads; keys
+  dropped with a meaningful value are recorded in `out.dropped` (named if the copy differs)."""
   accepted, config = _accepted(cls), {}
+  renames = _RENAMES[src.name].get(type(op).__name__, {})
   for key, value in op.get_config().items():
-    if key not in accepted or key.endswith("_initializer"):
+    key = renames.get(key, key)
+    if key.endswith("_initializer"):
       continue  # Initializers: the weights are copied after construction.
+    if key not in accepted:
+      if not (key in _QUIET and value in (None, False)):
+        out.dropped.setdefault(op.name, []).append(key)
+      continue
     if key == "dtype":
       value = _dtype_name(value)
+      if value.startswith("mixed_"):
+        out.mixed_precision, value = value, "float32"  # The pipeline trains and exports float32.
     elif key == "axis" and isinstance(value, (list, tuple)) and len(value) == 1:
       value = int(value[0])  # tf_keras' BatchNormalization keeps [3]; Keras 3 takes 3.
     elif key.endswith(("_regularizer", "_constraint")) and value is not None:
@@ -301,4 +329,4 @@ def _object(value, key: str, op, dst: _Side):
   except (KeyError, TypeError, ValueError) as e:
     raise Untranslatable(f"layer {op.name} ({type(op).__name__}): its {key} "
                          f"({value.get('class_name') if isinstance(value, dict) else value}) "
-                         f"has no {dst.name} equivalent ({e})") from None
+                         f"has no {dst.label} equivalent ({e})") from None

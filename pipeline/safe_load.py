@@ -57,10 +57,18 @@ def _lambda_layers(config) -> List[str]:
 
 
 def _custom_classes(config) -> List[str]:
-  """Classes a .keras config names outside Keras itself."""
-  return sorted({f"{node['class_name']} (from {node['module']})" for node in _configs(config)
-                 if "class_name" in node and isinstance(node.get("module"), str)
-                 and not node["module"].startswith(("keras", "tf_keras", "builtins"))})
+  """Classes a .keras config names outside Keras itself: by their module, or registered by the
+  user (`register_keras_serializable` gives them a "package>Name" registered name)."""
+  found = set()
+  for node in _configs(config):
+    module, registered = node.get("module"), node.get("registered_name")
+    if "class_name" not in node:
+      continue
+    if isinstance(module, str) and not module.startswith(("keras", "tf_keras", "builtins")):
+      found.add(f"{node['class_name']} (from {module})")
+    elif isinstance(registered, str) and ">" in registered:
+      found.add(f"{node['class_name']} (registered as {registered})")
+  return sorted(found)
 
 
 def _reason(e: Exception) -> str:
@@ -132,8 +140,9 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
     version = keras3_lib.saved_version(path)
   except ValueError as e:
     raise ValueError(f"{flag}: {e}") from None
-  _refuse_unsafe(path, flag, trust)
-  agreement, is_keras3 = None, bool(version) and version.startswith("3.")
+  is_keras3 = bool(version) and version.startswith("3.")
+  _refuse_unsafe(path, flag, trust, is_keras3)
+  agreement = None
   try:
     if is_keras3:
       model3 = keras3_lib.load(path, trust)
@@ -163,7 +172,7 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
   return Loaded(model, agreement)
 
 
-def _refuse_unsafe(path: str, flag: str, trust: bool) -> None:
+def _refuse_unsafe(path: str, flag: str, trust: bool, keras3: bool) -> None:
   """Formats that can run code, Lambda layers and custom classes: refused before loading."""
   is_h5 = path.lower().endswith((".h5", ".hdf5"))
   if is_h5 or os.path.isdir(path):
@@ -183,10 +192,12 @@ def _refuse_unsafe(path: str, flag: str, trust: bool) -> None:
     raise ValueError(f"{flag}: it uses custom classes this tool cannot build: "
                      f"{', '.join(custom)}; re-save the model with built-in Keras layers")
   lambdas = _lambda_layers(config)
-  if lambdas and not trust:
-    raise ValueError(f"{flag}: it holds Lambda layer(s) {', '.join(lambdas)}, whose Python "
-                     "code would run on load; rebuild the model without Lambda layers, or pass "
-                     "--trust_model if you trust its source")
+  if lambdas and (not trust or keras3):
+    why = ("whose Python code would run on load and does not carry over from Keras 3 to "
+           "tf_keras" if keras3 else "whose Python code would run on load")
+    fix = "" if keras3 else ", or pass --trust_model if you trust its source"
+    raise ValueError(f"{flag}: it holds Lambda layer(s) {', '.join(lambdas)}, {why}; rebuild "
+                     f"the model without Lambda layers{fix}")
 
 
 def _load_tf_keras(path: str, trust: bool):
@@ -203,7 +214,7 @@ def _inline_nested(model: keras.Model, flag: str) -> keras.Model:
     model = flatten_lib.flatten(model)
   except (ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{flag}: holds nested model(s) {', '.join(nested)} that cannot be "
-                     f"inlined ({' '.join(str(e).split())[:160]})") from None
+                     f"inlined ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
   logging.info("Inlined nested model(s) %s into one graph, so TF-MOT and the structured "
                "surgery see their layers.", ", ".join(nested))
   return model

@@ -16,6 +16,8 @@ import tensorflow as tf
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
+from pipeline import flatten
+
 PRODUCERS = ("Conv2D", "Dense", "SeparableConv2D")
 PASS_THROUGH = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout",
                 "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "MaxPooling2D",
@@ -120,12 +122,8 @@ def _channels(layer) -> int:
 
 
 def _inbound(lc: dict) -> list:
-  """The [name, node, index, kwargs] entries of a layer's first call; a TFOpLambda's config
-  lists its one tensor without the enclosing list."""
-  nodes = lc["inbound_nodes"]
-  if not nodes:
-    return []
-  return [nodes[0]] if nodes[0] and isinstance(nodes[0][0], str) else nodes[0]
+  """The [name, node, index, kwargs] entries of a layer's first call."""
+  return flatten.node_entries(lc["inbound_nodes"][0]) if lc["inbound_nodes"] else []
 
 
 def _scalar_op(lc: dict, layer) -> Optional[dict]:

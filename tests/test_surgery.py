@@ -176,3 +176,18 @@ def test_multiply_couples_its_inputs_like_add():
   a, keep, small = _shrink_and_check(model, _rng().random((4, 10, 10, 3), np.float32))
   assert sorted(sorted(g.producers) for g in a.prunable()) == [["gate", "value"], ["mix"]]
   assert small.get_layer("value").filters == small.get_layer("gate").filters == 4
+
+
+def test_mobilenet_v3_small_hard_swish_passes_channels_through():
+  """tf_keras records `x + 3.0` (hard-sigmoid, hard-swish) as TFOpLambda layers whose config
+  lists their one input unwrapped; arithmetic with a number keeps each channel in place."""
+  model = keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3), classes=4,
+                                              include_preprocessing=False)
+  a = surgery.analyze(model, "", "approximate")
+  prunable = {p for g in a.prunable() for p in g.producers}
+  assert {"expanded_conv_1/expand", "expanded_conv_3/squeeze_excite/Conv_1"} <= prunable
+  keep = _half(a)
+  small = surgery.shrink(a, keep)
+  x = _rng().random((2, 64, 64, 3), np.float32)
+  assert surgery.max_output_difference(a, keep, small, x) < 1e-5  # Untrained BN: exact.
+  assert macs.count(small) < 0.6 * macs.count(model)
