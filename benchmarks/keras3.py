@@ -37,8 +37,8 @@ def _arrays(flags):
   from pipeline import config, data  # pylint: disable=g-import-not-at-top
   cfg = config.Config(**flags)
   ds = data.load_dataset(cfg)
-  split = lambda s: (np.concatenate(list(data.image_batches(s))), s.labels)  # pylint: disable=unnecessary-lambda-assignment
-  return split(ds.train), split(ds.validation)
+  return tuple((np.concatenate(list(data.image_batches(s))), s.labels)
+               for s in (ds.train, ds.validation))
 
 
 def _train(model, flags, epochs, batch_size):
@@ -46,10 +46,14 @@ def _train(model, flags, epochs, batch_size):
   (x, y), (vx, vy) = _arrays(flags)
   model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                 metrics=["accuracy"])
+  # Keep the best epoch, as a user would: the last one can be a poor one on a small folder.
+  best = keras.callbacks.EarlyStopping("val_accuracy", patience=epochs,
+                                       restore_best_weights=True)
   fit = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=(vx, vy),
-                  verbose=0)
+                  verbose=0, callbacks=[best])
   print(f"{model.name}: trained with Keras {keras.__version__}, {epochs} epochs, validation "
-        f"accuracy {fit.history['val_accuracy'][-1]:.2%}", file=sys.stderr, flush=True)
+        f"best validation accuracy {max(fit.history['val_accuracy']):.2%}", file=sys.stderr,
+        flush=True)
   return model
 
 
@@ -123,7 +127,13 @@ def row(name: str, report: dict) -> str:
       f" (outside: {', '.join(bad)})" if bad else "")
   k_in, k_out = b.get("keras3") or {}, report.get("keras3") or {}
   st = (p.get("structured") or {})
-  skipped = "; ".join(f"{k}: {v}" for k, v in (st.get("skipped") or {}).items())
+  kinds = {}
+  for reason in (st.get("skipped") or {}).values():
+    kind = ("a BatchNorm constant meets zero padding" if "zero padding" in reason else
+            "the classifier" if "model's output" in reason else
+            "8 channels or fewer" if "channel_multiple" in reason else reason[:60])
+    kinds[kind] = kinds.get(kind, 0) + 1
+  skipped = "; ".join(f"{kind}: {n}" for kind, n in kinds.items())
   f32 = next((e for e in report["exports"] if e["name"] == "pruned_float32"), None)
   speed = f"{f32['speedup']:.2f}x" if f32 else "-"
   return (f"| {name} | {100 * b['test_accuracy']:.2f}% | {100 * p['test_accuracy']:.2f}% "
