@@ -51,7 +51,7 @@ def _train(model, flags, epochs, batch_size):
                                        restore_best_weights=True)
   fit = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=(vx, vy),
                   verbose=0, callbacks=[best])
-  print(f"{model.name}: trained with Keras {keras.__version__}, {epochs} epochs, validation "
+  print(f"{model.name}: trained with Keras {keras.__version__}, {epochs} epochs, "
         f"best validation accuracy {max(fit.history['val_accuracy']):.2%}", file=sys.stderr,
         flush=True)
   return model
