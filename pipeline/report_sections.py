@@ -122,9 +122,12 @@ def keras3_lines(translated_in: Optional[dict], written: Optional[dict]) -> List
   """How a Keras 3 baseline was carried into tf_keras, and the Keras 3 file the run wrote."""
   lines = []
   if translated_in:
+    mixed = translated_in.get("mixed_precision")
+    how = (f"; a {mixed} model against its float32 copy, so checked to "
+           f"{translated_in['tolerance']:g}" if mixed else "")
     lines.append(f"Keras 3 model translated: {translated_in['layers']} layers, max |diff| "
                  f"{translated_in['max_diff']:.1e} (tf_keras copy against the Keras 3 file, "
-                 f"{translated_in['images']} validation images, same top-1).")
+                 f"{translated_in['images']} validation images, same top-1{how}).")
   if written:
     lines.append(f"Keras 3 file: {written['path']} ({written['of']} rebuilt in Keras 3, "
                  f"reloaded with safe_mode=True: max |diff| {written['max_diff']:.1e} on "

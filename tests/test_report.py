@@ -154,3 +154,15 @@ def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path
   assert md.startswith("# Pruning report: my_mobilenet.keras on mnist\n\nWARNING: the baseline's "
                        "test accuracy, 11.00%, is near chance (10%: always answering the "
                        "largest class)")
+
+
+def test_keras3_lines_name_the_check_and_the_file():
+  from pipeline import report_sections  # pylint: disable=g-import-not-at-top
+  assert report_sections.keras3_lines(None, None) == []
+  lines = report_sections.keras3_lines(
+      {"layers": 12, "max_diff": 3.6e-5, "images": 64, "tolerance": 1e-3,
+       "mixed_precision": "mixed_float16"},
+      {"path": "pruned_keras3.keras", "of": "pruned.keras", "max_diff": 0.0, "images": 64})
+  assert lines[0].startswith("Keras 3 model translated: 12 layers, max |diff| 3.6e-05")
+  assert "a mixed_float16 model against its float32 copy, so checked to 0.001" in lines[0]
+  assert lines[1].startswith("Keras 3 file: pruned_keras3.keras (pruned.keras rebuilt")
