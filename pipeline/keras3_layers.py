@@ -105,6 +105,22 @@ class Call:
     return self.fn(args, kwargs)
 
 
+def _named_arithmetic(dst: Side, fn, name: str, a, b):
+  """`fn(a, b)` on Keras 3 as a named layer: Keras 3 names its op nodes ("add", "multiply")
+  without looking at the model's layer names, so `x + 3.0` next to a layer the user called
+  "add" would make a model Keras 3 refuses to build. A number becomes a Rescaling."""
+  if dst.is_tensor(b) and not dst.is_tensor(a) and fn in (operator.add, operator.mul):
+    a, b = b, a
+  if dst.is_tensor(a) and isinstance(b, (int, float)):
+    scale, offset = {operator.add: (1.0, b), operator.sub: (1.0, -b), operator.mul: (b, 0.0),
+                     operator.truediv: (1.0 / b, 0.0)}[fn]
+    return dst.layers.Rescaling(scale, offset, name=name)(a)
+  joins = {operator.add: "Add", operator.sub: "Subtract", operator.mul: "Multiply"}
+  if dst.is_tensor(a) and dst.is_tensor(b) and fn in joins:
+    return getattr(dst.layers, joins[fn])(name=name)([a, b])
+  return fn(a, b)
+
+
 def make(op, src: Side, dst: Side, dropped: Dict[str, List[str]]):
   """The destination equivalent of source layer or op `op` (not a nested model).
 
@@ -122,8 +138,9 @@ def make(op, src: Side, dst: Side, dropped: Dict[str, List[str]]):
     if fn is None:
       raise Untranslatable(f"layer {op.name} (TensorFlow op tf.{getattr(op, 'symbol', '?')}) "
                            f"has no Keras 3 equivalent here; supported ops: {SUPPORTED_OPS}")
-    return Call(lambda args, kwargs: fn(*(list(args) + ([kwargs["y"]] if "y" in kwargs
-                                                        else [])))), None
+    name = op.name.replace(".", "_")
+    return Call(lambda args, kwargs: _named_arithmetic(
+        dst, fn, name, *(list(args) + ([kwargs["y"]] if "y" in kwargs else [])))), None
   if not isinstance(op, src.layers.Layer):  # A Keras 3 op: x + 3.0 and the like.
     fn = _OPS.get(cls_name)
     if fn is None:

@@ -292,3 +292,36 @@ def test_a_result_that_cannot_go_back_to_keras3_fails_before_training(digits):
     keras3_stage.preflight(model, digits, small_config(keras3_output=True))
   assert str(e.value).startswith("--keras3_output: the result cannot be written back as Keras 3: "
                                  "layer gate (ThresholdedReLU) has no Keras 3 equivalent")
+
+
+def test_cli_prunes_a_functional_model_with_branches(tmp_path):
+  """Add and Concatenate, an adapted Normalization, relu6, LeakyReLU and hard-swish: through
+  the CLI with structured and unstructured pruning, and back to Keras 3."""
+  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  photos = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:4], 12, 32, seed=3)
+  keras.utils.set_random_seed(0)
+  _add_concat().save(tmp_path / "branches.keras")
+  wd = tmp_path / "run"
+  proc = run_cli(["--dataset=folder", f"--data_dir={photos}",
+                  f"--baseline_path={tmp_path}/branches.keras", "--structured_rate=0.5",
+                  "--channel_multiple=1", "--min_channels=2", "--prune", "--pruning_rate=0.5",
+                  "--pruning_scope=all", "--fine_tune_epochs=1", "--batch_size=16",
+                  "--export_formats=float32", "--benchmark_runs=5", f"--workdir={wd}"],
+                 cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads((wd / "report.json").read_text())
+  assert report["pruned"]["params"] < report["baseline"]["params"]
+  assert all(e["gate"] == "ok" for e in report["exports"])
+  mine = keras.saving.load_model(wd / "pruned_keras3.keras", safe_mode=True)
+  ours = tf_keras.models.load_model(wd / "pruned.keras", compile=False)
+  x = np.random.default_rng(5).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+  assert _same(mine, ours, x) <= 1e-5
+
+
+def test_keras3_h5_needs_trust_then_translates(tmp_path, keras3_cnn, digits):
+  path = tmp_path / "user.h5"
+  keras3_cnn.save(path)
+  assert keras3.is_keras3_file(str(path))
+  assert "an .h5 file can run code from the file" in _message(path)
+  loaded = safe_load.load(str(path), (28, 28, 1), 10, trust=True, images=digits)
+  assert loaded.keras3 is not None and loaded.keras3.max_diff <= 1e-5
