@@ -193,11 +193,16 @@ def _activation(op, config: dict, src: Side):
 
 
 def _accepted(cls) -> set:
+  """The keyword arguments `cls(...)` takes: its own, and its bases' only while each
+  constructor passes **kwargs on (Keras 3's SpatialDropout2D takes no `trainable`)."""
   names = set()
   for c in cls.__mro__:
-    if "__init__" in vars(c):
-      names |= {p.name for p in inspect.signature(c.__init__).parameters.values()
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if "__init__" not in vars(c):
+      continue
+    params = inspect.signature(c.__init__).parameters.values()
+    names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+      break
   return names - {"self"}
 
 

@@ -61,6 +61,7 @@ def _add_concat():
   x = norm(inp)
   a = L.Conv2D(8, 3, padding="same", activation="relu6", name="a")(x)
   a = L.LeakyReLU(negative_slope=0.1)(a)  # tf_keras calls it alpha.
+  a = L.SpatialDropout2D(0.1)(a)  # Keras 3's takes no `trainable`.
   b = L.Conv2D(8, 1, name="b")(x)
   y = L.Concatenate()([L.Add()([a, b]), a])
   y = L.Dense(16, activation="hard_swish")(L.GlobalAveragePooling2D()(y))
