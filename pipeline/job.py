@@ -41,7 +41,6 @@ from pipeline import workdir as workdir_lib
 from pipeline.config import Config
 
 LOG_FILE = "log.txt"
-CHECK_IMAGES = 64  # Validation images a Keras 3 baseline's tf_keras copy is checked on.
 
 
 class StageError(RuntimeError):
@@ -79,7 +78,7 @@ def preflight(cfg: Config) -> Prepared:
   data = data_lib.load_dataset(cfg)
   translated, images = None, None
   if cfg.baseline_path or cfg.keras3_output:  # Real images to check Keras 3 copies on.
-    images = data_lib.sample(data.validation, CHECK_IMAGES, cfg.seed)[0]
+    images = data_lib.sample(data.validation, keras3_stage.CHECK_IMAGES, cfg.seed)[0]
   if cfg.baseline_path:
     loaded = safe_load.load(cfg.baseline_path, data.input_shape, data.num_classes,
                             trust=cfg.trust_model, images=images)

@@ -1,6 +1,7 @@
-"""Keras 3 at the boundary: recognise a Keras 3 file, load it with Keras 3's own safety rules,
-hand the pipeline a tf_keras copy checked on real images, and write a result back as a Keras 3
-file checked the same way (pipeline/keras3_translate.py rebuilds the models).
+"""Keras 3 at the boundary: recognise a Keras 3 file (pipeline/safe_load.py loads it with
+Keras 3's safe mode), hand the pipeline a tf_keras copy checked on real images, and write a
+result back as a Keras 3 file checked the same way (pipeline/keras3_translate.py rebuilds the
+models).
 
 The check: both models' outputs on the same images within TOLERANCE (max |diff|) and the same
 top-1 class on every image (an image whose two best classes the reference itself ranks within
@@ -70,22 +71,13 @@ def saved_version(path: str) -> Optional[str]:
   return None
 
 
-def is_keras3_file(path: str) -> bool:
-  """True when the file was saved by Keras 3 (`import keras` in TensorFlow >= 2.16)."""
-  version = saved_version(path)
+def is_keras3(version: Optional[str]) -> bool:
+  """True for a version saved_version() read from a Keras 3 file (`import keras`, TF >= 2.16)."""
   return bool(version) and version.split(".")[0] == "3"
 
 
-def load(path: str, trust: bool = False):
-  """Loads a Keras 3 file with Keras 3 (`safe_mode` unless `trust`), compile=False.
-
-  Raises:
-    Exception: whatever Keras 3 raises (the caller words it).
-  """
-  import keras  # pylint: disable=g-import-not-at-top
-  if path.lower().endswith((".h5", ".hdf5")):
-    return keras.saving.load_model(path, compile=False)
-  return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+def is_keras3_file(path: str) -> bool:
+  return is_keras3(saved_version(path))
 
 
 def _outputs(model, images: np.ndarray) -> list:
@@ -169,7 +161,8 @@ def write(model, path: str, images: np.ndarray) -> Agreement:
   tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
   try:
     translation.model.save(tmp)
-    reloaded = load(tmp)
+    import keras  # pylint: disable=g-import-not-at-top  (loaded by to_keras3 already)
+    reloaded = keras.saving.load_model(tmp, safe_mode=True)
     again = agree(dataclasses.replace(translation, model=reloaded, probes=[]), model, images)
     os.replace(tmp, path)
   finally:

@@ -69,7 +69,7 @@ _EXPANSIONS = {
 
 @dataclasses.dataclass(frozen=True)
 class Side:
-  """One Keras: its module, how to read a graph node, what its arithmetic ops are."""
+  """One Keras: its module and its symbolic tensor class."""
   name: str
   module: object
   tensor_class: type

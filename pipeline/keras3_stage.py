@@ -4,13 +4,16 @@ Runs when the baseline came in as a Keras 3 file (the user goes on in Keras 3) o
 --keras3_output. The TFLite files do not depend on it: they come from the tf_keras model.
 """
 
+import dataclasses
 import os
 
 from pipeline import data as data_lib
 from pipeline import keras3 as keras3_lib
 from pipeline import keras3_translate as translate_lib
 
-CHECK_IMAGES = 64  # Test images (drawn at random, seeded) the Keras 3 file is checked on.
+# Images (drawn at random, seeded) a Keras 3 copy is checked on: validation images for the
+# baseline's tf_keras copy, test images for the Keras 3 file written at the end.
+CHECK_IMAGES = 64
 
 
 def wanted(cfg, translated_in) -> bool:
@@ -44,5 +47,4 @@ def stage(model, name: str, data: data_lib.Dataset, cfg, wd: str, con, seconds: 
     agreement = keras3_lib.write(model, path, images)
     info["summary"] = (f"{os.path.basename(path)}: reloaded by Keras 3 with safe_mode=True, "
                        f"{agreement.describe()} against {name}.keras")
-  return {"path": os.path.basename(path), "of": f"{name}.keras", "layers": agreement.layers,
-          "max_diff": agreement.max_diff, "images": agreement.images}
+  return dict(dataclasses.asdict(agreement), path=os.path.basename(path), of=f"{name}.keras")

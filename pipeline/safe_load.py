@@ -141,14 +141,15 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
     version = keras3_lib.saved_version(path)
   except ValueError as e:
     raise ValueError(f"{flag}: {e}") from None
-  is_keras3 = bool(version) and version.startswith("3.")
+  is_keras3 = keras3_lib.is_keras3(version)
   _refuse_unsafe(path, flag, trust, is_keras3)
   agreement = None
   try:
     if is_keras3:
-      model3 = keras3_lib.load(path, trust)
+      import keras as keras3  # pylint: disable=g-import-not-at-top  (only for Keras 3 files)
+      model3 = _load_with(keras3.saving.load_model, path, trust)
     else:
-      model = _load_tf_keras(path, trust)
+      model = _load_with(keras.models.load_model, path, trust)
   except Exception as e:  # pylint: disable=broad-except  (any loader failure: one line)
     raise ValueError(f"{flag}: {_reason(e)}") from None
   if is_keras3:
@@ -201,10 +202,12 @@ def _refuse_unsafe(path: str, flag: str, trust: bool, keras3: bool) -> None:
                      f"the model without Lambda layers{fix}")
 
 
-def _load_tf_keras(path: str, trust: bool):
+def _load_with(load_model, path: str, trust: bool):
+  """Either Keras' load_model: .keras in safe mode unless trusted (.h5 and SavedModel were
+  allowed only with --trust_model, and have no safe mode)."""
   if path.lower().endswith((".h5", ".hdf5")) or os.path.isdir(path):
-    return keras.models.load_model(path, compile=False)
-  return keras.models.load_model(path, compile=False, safe_mode=not trust)
+    return load_model(path, compile=False)
+  return load_model(path, compile=False, safe_mode=not trust)
 
 
 def _inline_nested(model: keras.Model, flag: str) -> keras.Model:
