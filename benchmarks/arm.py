@@ -30,7 +30,7 @@ def _run(args, workdir):
 
 def summarize(reports) -> str:
   """Markdown: one row per exported file of each (label, report)."""
-  from pipeline import arm_stage  # pylint: disable=g-import-not-at-top
+  from export import formats  # pylint: disable=g-import-not-at-top
   rows = ["| run | file | x86: test accuracy | x86: speed-up (paired) | ARM: prepares | "
           "ARM: max \\|diff\\| | ARM emulated speed-up (p10-p90) |",
           "|---|---|---|---|---|---|---|"]
@@ -44,7 +44,7 @@ def summarize(reports) -> str:
     for e in report["exports"]:
       a = e["arm"]
       s = a["speedup"]
-      speed = ("1.00x (reference)" if e["name"] == arm_stage.REFERENCE else
+      speed = ("1.00x (reference)" if e["name"] == formats.REFERENCE else
                f"{s['paired']:.2f}x ({s['p10']:.2f}-{s['p90']:.2f})" if s else "-")
       outside = f" (outside: {a['outside']})" if a["outside"] else ""
       rows.append(f"| {label} | {e['name']} | {100 * e['test_accuracy']:.2f}% | "
@@ -66,7 +66,7 @@ def main():
     emulator.prepare()
   except emulator.Unavailable as e:
     sys.exit(f"error: {e}")
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   folder = os.path.join(args.workdir, f"shapes_{args.per_class}")
   if not os.path.isdir(folder):
     shapes.write_folder(folder + ".tmp", per_class=args.per_class, size=48)

@@ -3,7 +3,7 @@
   python -m benchmarks.camera                       # generate, run, summarize (about 12 min)
   python -m benchmarks.camera --from_report=RUN/report.json   # summarize a finished run
 
-Generates 5 classes x 200 coloured-shape images at 96x96 (benchmarks/shapes.py), runs
+Generates 5 classes x 200 coloured-shape images at 96x96 (pipeline/data/shapes.py), runs
 `python -m pipeline.run --flagfile=configs/camera_folder.flags` on them (MobileNetV2 alpha
 0.35, structured 40% + unstructured 80% + int8 with uint8 input) and prints a Markdown table
 with the targets of issue #9 for a trained MobileNetV2 at structured 40%: MACs at most 0.6x,
@@ -79,7 +79,7 @@ def main():
       except ValueError as e:
         sys.exit(f"error: {args.from_report}: {e}")
     return
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   root = tempfile.mkdtemp(prefix="camera-")
   try:
     photos = shapes.write_folder(os.path.join(root, "photos"), shapes.CLASSES[:5],

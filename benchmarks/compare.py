@@ -20,9 +20,9 @@ from absl import flags
 from absl import logging
 
 from benchmarks import charts
-from pipeline import cli
-from pipeline import run as run_lib  # Defines the pipeline's flags, which this command shares.
-from pipeline import shared_flags
+from export import cli
+from pipeline import flags as pipeline_flags  # The pipeline's flags, which this command shares.
+from export import shared_flags
 
 _EDGE_STRUCTURED = flags.DEFINE_float("edge_structured_rate", 0.5, "Row 3: fraction of "
                                        "channels removed (as configs/fashion_mnist_edge.flags).")
@@ -165,7 +165,11 @@ def mobilenet_check(out_dir, runs, warmup_runs) -> dict:
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from export import timing, tflite  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from pipeline import macs, measure, structured, surgery, workdir
+  from pipeline.models import macs
+  from pipeline.stages import measure
+  from pipeline.structured import prune as structured
+  from pipeline.structured import surgery
+  from export import workdir
   keras.utils.set_random_seed(0)
   model = keras.applications.MobileNetV2(weights=None, alpha=0.35, input_shape=(96, 96, 3),
                                          classes=10)
@@ -197,15 +201,20 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   out_path = shared_flags.OUT_DIR.value
-  cfg = dataclasses.replace(run_lib.config_from_flags(), workdir=out_path, overwrite=True)
-  from pipeline import console  # pylint: disable=g-import-not-at-top
+  cfg = dataclasses.replace(pipeline_flags.config_from_flags(), workdir=out_path, overwrite=True)
+  from export import console  # pylint: disable=g-import-not-at-top
   console.quiet(detail=flags.FLAGS["verbosity"].present)
   con = console.Console()
   with console.native_output_to_log("TensorFlow's import"):
     # pylint: disable-next=g-import-not-at-top
-    from pipeline import data as data_lib, job, measure, workdir
+    from pipeline import data as data_lib
+    from pipeline import job
+    from pipeline.stages import baseline as baseline_stage
+    from pipeline.stages import measure
+    from pipeline.stages import pruning
+    from export import workdir
     from export import cpu  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+    from export import verify
   try:
     with con.stage("data"):
       prep = job.preflight(dataclasses.replace(cfg, prune=False))
@@ -220,28 +229,29 @@ def main(argv):
   logging.info("Comparing on %s from %s.", data.name, data.source)
 
   seconds = {}
-  baseline, _ = job.baseline_stage(cfg, prep, out_dir, con, seconds)
+  baseline, _ = baseline_stage.stage(cfg, prep.data, prep.baseline, prep.fresh, out_dir, con,
+                                     seconds)
   built = {"baseline": baseline}
   labels = {"baseline": "0. baseline (dense)"}
   pruned_layers = {}
   plans = recipes(cfg, len(data.train), _EDGE_STRUCTURED.value, _EDGE_PRUNING.value)
   for name, (label, rcfg) in plans.items():
     stage_seconds = {}
-    built[name], _, pruned_layers[name] = job.pruning_stages(
+    built[name], _, pruned_layers[name] = pruning.run(
         baseline, data, rcfg, os.path.join(out_dir, name), con, stage_seconds)
     seconds[name] = round(sum(stage_seconds.values()), 2)
     labels[name] = label
   outputs = {n: data_lib.predict(m, data.test) for n, m in built.items()}
   plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
           "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False)}
-  rows = measure.export_and_measure(
+  rows = [r.to_json() for r in measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
       int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
-      bounds=job.bounds_of(cfg), console=con, seconds=seconds)
+      bounds=job.bounds_of(cfg), console=con, seconds=seconds)]
   for r in rows:
     r["recipe"] = labels[r["model"]]
     r["path"] = os.path.relpath(r["path"], out_dir)
-  baseline_accuracy = float(np.mean(np.argmax(outputs["baseline"], -1) == data.test.labels))
+  baseline_accuracy = verify.top1_accuracy(outputs["baseline"], data.test.labels)
   machine = cpu.read()
   result = {
       "cpu": dataclasses.asdict(machine), "cpu_description": machine.describe(),
@@ -270,4 +280,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, __name__, shared=("out_dir",))
+  cli.run(main, __name__, shared=("out_dir",), topics=pipeline_flags.TOPICS)

@@ -38,7 +38,12 @@ def main():
 
   # pylint: disable=g-import-not-at-top
   from export import cpu
-  from pipeline import config, data as data_lib, prune, safe_load, train
+  from pipeline import config
+  from pipeline import data as data_lib
+  from pipeline.planning import layer_rates
+  from pipeline.unstructured import prune
+  from pipeline.models import safe_load
+  from pipeline.models import train
   base_cfg = config.Config(dataset=args.dataset, prune=True,
                            max_train_examples=args.max_train_examples,
                            fine_tune_epochs=args.fine_tune_epochs, workdir=args.workdir)
@@ -59,7 +64,9 @@ def main():
     for label, overrides in variants.items():
       cfg = dataclasses.replace(base_cfg, pruning_criterion=criterion, **overrides)
       t0 = time.time()
-      result = prune.prune(baseline, data, cfg, f"{args.workdir}/{criterion}/{label[:12]}")
+      rates = layer_rates.for_model(baseline, cfg)
+      result = prune.prune(baseline, data, cfg, f"{args.workdir}/{criterion}/{label[:12]}",
+                           rates)
       acc = train.evaluate(result.model, data.test)
       cells[criterion, label] = (acc, _gzip_kb(result.model))
       print(f"{criterion:>16} | {label}: {100 * acc:.2f}% ({time.time() - t0:.0f} s)",
@@ -70,7 +77,8 @@ def main():
                                                                 pruning_rate=0.8))):
     cfg = dataclasses.replace(base_cfg, fine_tune_epochs=max(3, args.fine_tune_epochs),
                               **overrides)
-    result = prune.prune(baseline, data, cfg, f"{args.workdir}/{label[:3]}")
+    rates = layer_rates.for_model(baseline, cfg)
+    result = prune.prune(baseline, data, cfg, f"{args.workdir}/{label[:3]}", rates)
     patterns[label] = (train.evaluate(result.model, data.test), _gzip_kb(result.model),
                        result.layer_rates)
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 
 import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
-from pipeline import cli
-from pipeline import shared_flags
+from export import cli
+from export import shared_flags
 
 TOLERANCE = 0.25
 
@@ -47,7 +47,7 @@ def main(argv):
     cli.fail(f"--runs={runs}: litert-benchmark needs at least 10 runs")
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from export import cpu, timing, tflite  # pylint: disable=g-import-not-at-top
-  from pipeline import workdir  # pylint: disable=g-import-not-at-top
+  from export import workdir  # pylint: disable=g-import-not-at-top
 
   keras.utils.set_random_seed(0)
   model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=1000)

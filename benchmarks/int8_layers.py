@@ -10,7 +10,7 @@ XNNPACK). Prints a table of p50 latencies, with the CPU that measured them.
 import os
 import tempfile
 
-from absl import app
+from export import cli
 
 import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
@@ -53,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, __name__)

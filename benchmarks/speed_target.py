@@ -39,7 +39,12 @@ def uniform_rate(baseline_path: str, speedup: float, cfg):
   import tempfile  # pylint: disable=g-import-not-at-top
   from export import timing  # pylint: disable=g-import-not-at-top
   # pylint: disable=g-import-not-at-top
-  from pipeline import latency_table, rounding, safe_load, speed_target, structured, surgery
+  from pipeline.planning import latency_table
+  from pipeline.structured import rounding
+  from pipeline.models import safe_load
+  from pipeline.planning import speed_target
+  from pipeline.structured import prune as structured
+  from pipeline.structured import surgery
   model = safe_load.load_baseline(baseline_path)
   a = speed_target.analysis(model, cfg)
   scores = structured.scores(a, "l1", None, None)

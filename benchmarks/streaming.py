@@ -4,7 +4,7 @@
   python -m benchmarks.streaming --images=20000      # measured in BUILD.md: 17 min, 2.15 GB
   python -m benchmarks.streaming --images=2000 --size=64 --keep=/tmp/photos   # quick look
 
-Generates coloured shapes (benchmarks/shapes.py) into a temporary folder, then runs the real
+Generates coloured shapes (pipeline/data/shapes.py) into a temporary folder, then runs the real
 CLI on it (`--dataset=folder`, MobileNetV2 alpha 0.35, one epoch, float32 export, verification
 of every test image) in a child process and reads the child's peak resident memory
 (getrusage). As float32 arrays the images would take images x size x size x 3 x 4 bytes
@@ -31,7 +31,7 @@ def main():
   parser.add_argument("--keep", default=None, help="write the folder here and keep it "
                       "(default: a temporary folder, removed afterwards)")
   args = parser.parse_args()
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   from export import cpu  # pylint: disable=g-import-not-at-top
   root = args.keep or tempfile.mkdtemp(prefix="streaming-")
   try:

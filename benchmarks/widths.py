@@ -11,7 +11,7 @@ the full float32 model, with the CPU that measured them. Below the CPU's vector 
 import os
 import tempfile
 
-from absl import app
+from export import cli
 
 import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
@@ -24,7 +24,8 @@ def main(argv):
   del argv
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from export import cpu, timing, tflite  # pylint: disable=g-import-not-at-top
-  from pipeline import macs, models  # pylint: disable=g-import-not-at-top
+  from pipeline.models import macs  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models
   full, files, work = "-".join(map(str, FULL)), {}, {}
   with tempfile.TemporaryDirectory() as d:
     for widths in (FULL,) + NARROW:
@@ -54,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, __name__)

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 from absl import logging
 
-from pipeline import cli
+from export import cli
 
 DELEGATES = ("xnnpack", "gpu", "none")
 REMOTE_ROOT = "/data/local/tmp"
@@ -295,3 +295,22 @@ def to_markdown(result: OnDevice) -> str:
 
 def _num(value, spec: str) -> str:
   return "" if value is None else format(value, spec)
+
+
+SECTION_BEGIN = "<!-- on a phone: python -m export.device -->"
+SECTION_END = "<!-- /on a phone -->"
+
+
+def report_section(markdown: str) -> str:
+  """The phone table as a section of a run's report.md, between markers that find it again."""
+  return (f"{SECTION_BEGIN}\nOn a phone (`python -m export.device`):\n\n{markdown.rstrip()}\n"
+          f"{SECTION_END}")
+
+
+def add_to_report(report_md: str, markdown: str) -> str:
+  """`report_md` with its phone section replaced by this one (appended where it has none)."""
+  section = report_section(markdown)
+  start, end = report_md.find(SECTION_BEGIN), report_md.find(SECTION_END)
+  if start >= 0 and end > start:
+    return report_md[:start] + section + report_md[end + len(SECTION_END):]
+  return report_md.rstrip("\n") + "\n\n" + section + "\n"

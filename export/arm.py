@@ -16,9 +16,9 @@ import os
 
 from absl import flags
 
-from pipeline import cli
-from pipeline import shared_flags
-from pipeline.cli import fail
+from export import cli
+from export import shared_flags
+from export.cli import fail
 
 _IMAGES = flags.DEFINE_string("images", None, "A .npy of float32 raw images (N, H, W, C) to run "
                               "on both sides (default: random pixels 0-255, seed 0).")
@@ -101,7 +101,7 @@ def main(argv):
   print(f"{len(images)} images, one invoke each on both sides.\n")
   print(arm_check.to_markdown(results, ref_name))
   if shared_flags.JSON.value:
-    from pipeline import workdir  # pylint: disable=g-import-not-at-top
+    from export import workdir  # pylint: disable=g-import-not-at-top
     workdir.atomic_write(shared_flags.JSON.value, json.dumps(
         {"reference": ref_name, "runtime": emulator.LABEL, "examples": len(images),
          "results": [arm_check.as_dict(r) for r in results]}, indent=2) + "\n")

@@ -14,9 +14,9 @@ import os
 from absl import flags
 
 from export import litert
-from pipeline import cli
-from pipeline import shared_flags
-from pipeline.cli import fail
+from export import cli
+from export import shared_flags
+from export.cli import fail
 
 _THREADS = flags.DEFINE_list("threads", "1", "Thread counts to measure, e.g. 1,2.")
 _DELEGATES = flags.DEFINE_list("delegates", "xnnpack", "Kernels to measure, from: "
@@ -42,7 +42,7 @@ def main(argv):
   ref_name = cli.reference_name(shared_flags.REFERENCE.value, paths, names)
 
   from export import cpu, timing  # pylint: disable=g-import-not-at-top
-  from pipeline import console  # pylint: disable=g-import-not-at-top
+  from export import console  # pylint: disable=g-import-not-at-top
 
   rounds = shared_flags.value(shared_flags.ROUNDS, 40)
   progress, bar = console.Console().round_progress("timing", rounds)
@@ -64,7 +64,7 @@ def main(argv):
   work = _work(dict(zip(names, paths)), ref_name)
   print("\n" + "\n".join(work["lines"]))
   if shared_flags.JSON.value:
-    from pipeline import workdir  # pylint: disable=g-import-not-at-top
+    from export import workdir  # pylint: disable=g-import-not-at-top
     ref = {(t.delegate_requested, t.threads): t for t in results if t.name == ref_name}
     workdir.atomic_write(shared_flags.JSON.value, json.dumps(
         {"reference": ref_name, "cpu": machine.__dict__, "cpu_description": machine.describe(),

@@ -15,9 +15,11 @@ import os
 from absl import flags
 
 from export import android
-from pipeline import cli
-from pipeline import shared_flags
-from pipeline.cli import fail
+from export import cli
+from export import formats
+from export import shared_flags
+from export import workdir
+from export.cli import fail
 
 _BINARY = flags.DEFINE_string("benchmark_binary", None, "Path of your benchmark_model built for "
                               "the phone (LiteRT's Android benchmark tool); pushed with the files.")
@@ -59,13 +61,25 @@ def _report():
   return report
 
 
+def _add_to_report(report: dict, run_dir: str) -> None:
+  """Writes the phone table into the run's report.json and report.md (its own section)."""
+  md_path = os.path.join(run_dir, "report.md")
+  try:
+    with open(md_path) as f:
+      md = f.read()
+  except OSError:
+    md = ""
+  workdir.atomic_write(os.path.join(run_dir, "report.json"), json.dumps(report, indent=2) + "\n")
+  workdir.atomic_write(md_path, android.add_to_report(md, report["device"]["markdown"]))
+
+
 def main(argv):
   paths = argv[1:]
   if _RUN_DIR.value and paths:
     fail(f"--run_dir={_RUN_DIR.value}: times the run's own files; give no FILE with it")
   report = _report() if _RUN_DIR.value else None
   if report is not None:
-    exports = sorted(report["exports"], key=lambda e: e["name"] != "baseline_float32")
+    exports = sorted(report["exports"], key=lambda e: e["name"] != formats.REFERENCE)
     paths = [os.path.join(_RUN_DIR.value, e["path"]) for e in exports]
   if not paths:
     fail("no .tflite file given; usage: python -m export.device FILE... "
@@ -84,13 +98,11 @@ def main(argv):
     fail(str(e), status=1)
   print(android.to_markdown(result))
   if shared_flags.JSON.value:
-    from pipeline import workdir  # pylint: disable=g-import-not-at-top
     workdir.atomic_write(shared_flags.JSON.value,
                          json.dumps(dataclasses.asdict(result), indent=2) + "\n")
   if report is not None and any(r.error is None for r in result.rows):  # Not all failures.
-    from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
     report["device"] = dict(dataclasses.asdict(result), markdown=android.to_markdown(result))
-    report_lib.write(report, _RUN_DIR.value)
+    _add_to_report(report, _RUN_DIR.value)
     print(f"\nAdded to {os.path.join(_RUN_DIR.value, 'report.md')} and report.json.")
   failed = [r.name for r in result.rows if r.error]
   if failed:

@@ -7,8 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-FORMATS = ("float32", "float16", "dynamic_int8", "int8")
-REFERENCE = "baseline_float32"  # Every size and speed ratio is measured against this file.
+from export.formats import FORMATS
 
 
 @dataclasses.dataclass(frozen=True)

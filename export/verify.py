@@ -22,6 +22,12 @@ class Verification:
   input_spec: str = ""  # What the file takes: shape, dtype, value range.
 
 
+
+def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+  """Fraction of rows of `outputs` (scores per class) whose highest score is the label: the
+  one accuracy every stage reports, for Keras and TFLite outputs alike."""
+  return float(np.mean(np.argmax(outputs, -1) == labels))
+
 def expected_zeros(kernel: np.ndarray, layer: graph_lib.Layer) -> float:
   """Fraction of zeros the file should hold for this Keras kernel.
 
@@ -98,7 +104,7 @@ def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
     if e.format in ("float32", "float16", "dynamic_int8"):  # Float outputs: compare them.
       diff = float(np.max(np.abs(probs - ref)))
     pred = np.argmax(probs, -1)
-    v = Verification(e.name, float(np.mean(pred == y_test)),
+    v = Verification(e.name, top1_accuracy(probs, y_test),
                      float(np.mean(pred == np.argmax(ref, -1))), diff, spec)
     logging.info("%s: test accuracy %.4f, agrees with Keras on %.2f%% of images%s; input %s.",
                  e.name, v.test_accuracy, 100 * v.top1_agreement,

@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Optional
 
+from export import formats
+
 # Built-in sources; any other --dataset is a TFDS name.
 DATASETS = ("mnist", "fashion_mnist", "folder")
 COLOR_MODES = ("", "rgb", "grayscale")
@@ -10,10 +12,22 @@ MODELS = ("small_cnn", "lenet5", "mobilenet_v2", "mobilenet_v3_small", "sparse_m
 PRUNING_SCOPES = ("inner", "all")
 SCHEDULES = ("polynomial", "constant", "one_shot", "iterative")
 PRUNING_CRITERIA = ("magnitude", "global_magnitude", "gradient", "obd", "obs", "random")
-EXPORT_FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+EXPORT_FORMATS = formats.FORMATS
 STRUCTURED_CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamma")
 STRUCTURED_SCOPES = ("per_layer", "global")
 STRUCTURED_FOLDS = ("auto", "exact", "approximate")
+
+
+SENSITIVITY_RATES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # 0.98: room above 95% for layer_rates=auto.
+
+
+class FlagError(ValueError):
+  """Bad input, named by the flag and the value at fault. Library code raises it; entry points
+  print str(e), `--flag=value: why`, as the command's one error line."""
+
+  def __init__(self, flag: str, value, why: str):
+    super().__init__(f"--{flag}={value}: {why}")
+    self.flag, self.value, self.why = flag, value, why
 
 
 @dataclasses.dataclass(frozen=True)

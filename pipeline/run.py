@@ -4,28 +4,31 @@
   python -m pipeline.run --flagfile=configs/camera_folder.flags --data_dir=PHOTOS
   (also: python train.py ..., prune-pipeline ...; --helpfull lists absl's own flags too)
 """
-# Flags are defined in pipeline/run_flags.py and read only by entry points. main() turns them
-# into one frozen Config, checks everything a bad flag could break before writing anything,
+# Flags are defined in pipeline/flags/ (one module per topic) and read only by entry points.
+# main() turns them into one frozen Config and checks which go together (pipeline/rules.py),
 # then runs the stages in pipeline/job.py. Stage modules are imported inside main(), so that a
-# malformed flag is reported in a fraction of a second, before TensorFlow loads; checks that
-# need the data or a model (paths, dataset names) come after TensorFlow has loaded.
+# malformed flag or combination is reported in a fraction of a second, before TensorFlow loads;
+# checks that need the data or a model (paths, dataset names) come after TensorFlow has loaded.
 
 from absl import flags
 from absl import logging
 
-from pipeline import cli
-from pipeline.cli import fail
-from pipeline import run_flags
-from pipeline.run_flags import config_from_flags
-
-flags.adopt_module_key_flags(run_flags)  # --help lists them as this command's own.
+from export import cli
+from export.cli import fail
+from pipeline import flags as pipeline_flags
+from pipeline import rules
+from pipeline.flags import config_from_flags
 
 
 def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
-  cfg = config_from_flags()
-  from pipeline import console  # pylint: disable=g-import-not-at-top
+  try:
+    cfg = config_from_flags()
+    rules.check_paths(cfg)
+  except ValueError as e:  # config.FlagError: flags that do not go together, a missing path.
+    fail(str(e))
+  from export import console  # pylint: disable=g-import-not-at-top
   console.quiet(detail=flags.FLAGS["verbosity"].present)
   logging.info("Config: %s", cfg)
   con = console.Console()
@@ -61,7 +64,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, topics=pipeline_flags.TOPICS)
 
 
 if __name__ == "__main__":

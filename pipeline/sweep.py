@@ -18,8 +18,8 @@ import dataclasses
 from absl import flags
 from absl import logging
 
-from pipeline import cli
-from pipeline import run as run_lib  # Defines the pipeline's flags.
+from export import cli
+from pipeline import flags as pipeline_flags
 
 _RATES = flags.DEFINE_list("rates", None, "Unstructured (TF-MOT) pruning rates, fractions of "
                            "weights removed, e.g. 0.5,0.8,0.9; 0 = none. Default: --pruning_rate "
@@ -48,7 +48,7 @@ def _rates(values, flag: str, default: float):
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
-  cfg = run_lib.config_from_flags()
+  cfg = pipeline_flags.config_from_flags(check=False)  # Each point's flags are checked.
   try:
     unstructured = _rates(_RATES.value, "rates", cfg.pruning_rate if cfg.prune else 0.0)
     structured = _rates(_S_RATES.value, "structured_rates", cfg.structured_rate)
@@ -65,7 +65,7 @@ def main(argv):
     cli.fail("--rates and --structured_rates: nothing to prune (every rate is 0)")
   if not flags.FLAGS["workdir"].present:  # The same command resumes the same sweep.
     cfg = dataclasses.replace(cfg, workdir=f"runs/sweep-{flags.FLAGS.dataset}")
-  from pipeline import console  # pylint: disable=g-import-not-at-top
+  from export import console  # pylint: disable=g-import-not-at-top
   console.quiet(detail=flags.FLAGS["verbosity"].present)
   con = console.Console()
   with console.native_output_to_log("TensorFlow's import"):
@@ -91,7 +91,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, topics=pipeline_flags.TOPICS)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ from absl import logging
 
 from export import cpu as cpu_lib
 from export import timing as timing_lib
-from pipeline import console as console_lib
+from export import console as console_lib
 from pipeline import job
-from pipeline import measure as measure_lib
-from pipeline import pareto
-from pipeline import prune as prune_lib
-from pipeline import safe_load
-from pipeline import workdir as workdir_lib
+from pipeline.stages import measure as measure_lib
+from pipeline.planning import pareto
+from pipeline.unstructured import prune as prune_lib
+from pipeline.models import safe_load
+from export import workdir as workdir_lib
 from pipeline.config import Config
 
 # Settings that may differ between the runs of one sweep; any other change starts a new one.

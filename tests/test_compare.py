@@ -8,6 +8,7 @@ from conftest import REPO, run_cli
 from export import cpu
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # A benchmark (2+ minutes): `make bench` runs it for real; `pytest -m slow`.
 def test_compare_runs_every_recipe_and_writes_table_json_charts(tmp_path):
   out = tmp_path / "bench"
@@ -76,6 +77,7 @@ def test_verdicts_hold_row_3_to_the_issue_targets():
       "(paired median) against >= 1.6x: met; equals the masked original to 0.0e+00 against < 1e-05: met.")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_harness_agrees_with_litert_benchmark(tmp_path):
   proc = run_cli([f"--out_dir={tmp_path}", "--runs=100"], cwd=REPO,

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from pipeline import criteria, job, obs, prune, sparsity
+from pipeline.unstructured import criteria
+from pipeline import job
+from pipeline.unstructured import obs
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
+from pipeline.models import sparsity
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -88,14 +93,15 @@ def test_a_one_shot_mask_is_exactly_what_tf_mot_holds_after_fine_tuning(trained_
                      pruning_criterion="gradient", fine_tune_epochs=2)
   x, y = criteria_data(mnist_small, cfg.calibration_examples)
   expected = criteria.masks(trained_cnn, {"conv2": 0.8, "dense1": 0.8}, "gradient", x, y)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   assert result.fit.best_epoch >= 1  # It did fine-tune.
   for n, keep in expected.items():
-    got = criteria.pruned_weight(result.model.get_layer(n)).numpy() != 0
+    got = sparsity.pruned_weight(result.model.get_layer(n)).numpy() != 0
     assert np.array_equal(got, keep), n
   # The weights it kept moved: fine-tuning ran with the mask held.
-  before = criteria.pruned_weight(trained_cnn.get_layer("dense1")).numpy()
-  after = criteria.pruned_weight(result.model.get_layer("dense1")).numpy()
+  before = sparsity.pruned_weight(trained_cnn.get_layer("dense1")).numpy()
+  after = sparsity.pruned_weight(result.model.get_layer("dense1")).numpy()
   assert not np.allclose(before[expected["dense1"]], after[expected["dense1"]])
 
 
@@ -103,12 +109,14 @@ def test_one_shot_without_fine_tuning_and_iterative_reach_the_rate(trained_cnn, 
                                                                    tmp_path):
   cfg = small_config(prune=True, pruning_rate=0.8, schedule="one_shot", fine_tune_epochs=0,
                      pruning_criterion="obd")
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "a"))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "a"), rates)
   assert result.fit.best_epoch == 0
   assert abs(sparsity.summarize(result.model, ["conv2", "dense1"])["sparsity"] - 0.8) < 0.01
   cfg = small_config(prune=True, pruning_rate=0.9, schedule="iterative", iterative_rounds=3,
                      fine_tune_epochs=3, pruning_criterion="random")
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "b"))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path / "b"), rates)
   got = sparsity.layer_sparsity(result.model)
   assert abs(got["conv2"] - 0.9) < 0.01 and abs(got["dense1"] - 0.9) < 0.01
   assert (tmp_path / "b" / "logs" / "prune_round_3").is_dir()
@@ -116,7 +124,8 @@ def test_one_shot_without_fine_tuning_and_iterative_reach_the_rate(trained_cnn, 
 
 def test_constant_schedule_is_tf_mots_constant_sparsity(trained_cnn, mnist_small, tmp_path):
   cfg = small_config(prune=True, pruning_rate=0.7, schedule="constant", fine_tune_epochs=2)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   assert abs(sparsity.summarize(result.model, result.pruned_layers)["sparsity"] - 0.7) < 0.01
 
 

@@ -7,7 +7,8 @@ import pytest
 import tf_keras as keras
 
 from conftest import REPO, run_cli, small_config
-from pipeline import models, train
+from pipeline.models import architectures as models
+from pipeline.models import train
 
 ARGS = ["--structured_rate=0.5", "--max_train_examples=300", "--fine_tune_epochs=1",
         "--export_formats=float32", "--benchmark_runs=5", "--benchmark_warmup_runs=1"]
@@ -32,6 +33,7 @@ def saved(trained_cnn, mnist_small, tmp_path_factory):
   return paths
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model,criterion", CASES, ids=[f"{m}-{c}" for m, c in CASES])
 def test_criterion_removes_channels_through_the_cli(saved, model, criterion, tmp_path):
   wd = tmp_path / "run"
@@ -45,6 +47,7 @@ def test_criterion_removes_channels_through_the_cli(saved, model, criterion, tmp
   assert all(e["gate"] == "ok" for e in report["exports"])
 
 
+@pytest.mark.e2e
 def test_bn_gamma_without_batchnorm_is_refused_before_anything_runs(saved, tmp_path):
   proc = run_cli([f"--baseline_path={saved['small_cnn']}", "--structured_criterion=bn_gamma",
                   *ARGS, f"--workdir={tmp_path / 'run'}"], cwd=REPO)

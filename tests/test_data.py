@@ -10,8 +10,8 @@ import pytest
 
 from conftest import small_config
 from pipeline import data
-from pipeline import digits
-from pipeline import tfds_source
+from pipeline.data import digits
+from pipeline.data import tfds_source
 
 
 def _write_idx(path, array):

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, sample_report
 from export import android
 
 ADB = r'''#!{python}
@@ -130,6 +130,7 @@ def _benchmark_runs(log):
   return [a[1:] for a in _calls(log) if a[0] == "shell" and a[1].endswith("/benchmark_model")]
 
 
+@pytest.mark.e2e
 def test_cli_times_each_file_on_the_phone_and_cleans_up(models, phone, tmp_path):
   remote, log = phone
   out = tmp_path / "device.json"
@@ -165,13 +166,13 @@ def test_cli_times_each_file_on_the_phone_and_cleans_up(models, phone, tmp_path)
   assert _calls(log)[-1] == ["shell", "rm", "-rf", folder]
 
 
+@pytest.mark.e2e
 def test_cli_adds_the_phone_to_a_run_report(models, phone, tmp_path):
-  from test_report import _report  # pylint: disable=g-import-not-at-top
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
   run = tmp_path / "run"
   (run / "tflite").mkdir(parents=True)
   (run / "tflite" / "p.tflite").write_bytes((models / "wide.tflite").read_bytes())
-  report_lib.write(_report(run), str(run))
+  report_lib.write(sample_report(run), str(run))
   proc = run_cli([f"--run_dir={run}", f"--benchmark_binary={tmp_path / 'bin' / 'benchmark_model'}",
                   "--num_runs=5", "--warmup_runs=1"], cwd=REPO, module="export.device")
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -181,6 +182,10 @@ def test_cli_adds_the_phone_to_a_run_report(models, phone, tmp_path):
   md = (run / "report.md").read_text()
   assert "On a phone (`python -m export.device`):" in md
   assert f"| p | {row['bytes']:,} B | {row['avg_ms']:.3f} |" in md
+  assert md == report_lib.to_markdown(saved)  # The section the report renders, in its place.
+  again = run_cli([f"--run_dir={run}", f"--benchmark_binary={tmp_path / 'bin' / 'benchmark_model'}",
+                   "--num_runs=5", "--warmup_runs=1"], cwd=REPO, module="export.device")
+  assert again.returncode == 0 and (run / "report.md").read_text().count("On a phone") == 1
 
 
 def test_measure_reports_a_failed_file_and_runs_the_others(models, phone, tmp_path):
@@ -303,6 +308,7 @@ def _error(proc):
   return proc.returncode, proc.stderr.splitlines()[-1]
 
 
+@pytest.mark.e2e
 def test_cli_missing_adb(models, tmp_path, monkeypatch):
   binary = tmp_path / "benchmark_model"
   binary.write_text("")
@@ -314,6 +320,7 @@ def test_cli_missing_adb(models, tmp_path, monkeypatch):
                           "platform-tools) or pass --adb=/path/to/adb")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("state,args,expected", [
     ("none", [], "error: no Android device ready (adb get-state: error: no devices/emulators "
      "found): connect a phone with USB debugging on"),
@@ -335,6 +342,7 @@ def test_cli_no_ready_device_one_line(models, phone, tmp_path, monkeypatch, stat
   assert _calls(log) == [["get-state"]]  # Nothing pushed.
 
 
+@pytest.mark.e2e
 def test_cli_failing_push_one_line_and_cleans_up(models, phone, tmp_path, monkeypatch):
   remote, log = phone
   monkeypatch.setenv("FAKE_ADB_FAIL_PUSH", "narrow.tflite")
@@ -352,6 +360,7 @@ def test_cli_failing_push_one_line_and_cleans_up(models, phone, tmp_path, monkey
   assert not _benchmark_runs(log)  # The push failed before anything ran.
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args,expected", [
     (["a.tflite"], "error: flag --benchmark_binary=None: required: the path of benchmark_model "
      "built for the phone"),

@@ -5,13 +5,18 @@ import pytest
 
 from conftest import small_config, first
 from export import graph, tflite, verify
-from pipeline import data, prune, sparsity
+from pipeline import data
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
+from pipeline.models import sparsity
 
 
 @pytest.fixture(scope="module")
 def pruned(trained_cnn, mnist_small, tmp_path_factory):
   cfg = small_config(prune=True, pruning_rate=0.75, fine_tune_epochs=2)
-  return prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path_factory.mktemp("g"))).model
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  wd = str(tmp_path_factory.mktemp("g"))
+  return prune.prune(trained_cnn, mnist_small, cfg, wd, rates).model
 
 
 def test_macs_of_small_cnn(trained_cnn):

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks import shapes
+from pipeline.data import shapes
 from conftest import first, small_config
 from pipeline import data
 
@@ -105,6 +105,7 @@ def test_missing_folder_and_missing_data_dir(tmp_path):
                           "images per class")
 
 
+@pytest.mark.e2e
 def test_cli_prunes_a_users_own_keras3_mobilenet_on_a_folder(tmp_path):
   """A user's transfer-learning model built with Keras 3 (a MobileNetV2 backbone nested in a
   Sequential, as the Keras guides build it), not one of ours, pruned on a generated RGB folder
@@ -199,7 +200,8 @@ def test_uint8_input_is_the_pixel_even_when_no_image_reaches_0_or_255(tmp_path):
   """The coded folder's pixels lie in 0..100 (never 255): calibration must still pin the
   input range to 0..255, so that a uint8 input has scale 1 and zero point 0."""
   from export import litert, tflite  # pylint: disable=g-import-not-at-top
-  from pipeline import measure, models  # pylint: disable=g-import-not-at-top
+  from pipeline.stages import measure  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models
   ds = data.load_dataset(_cfg(_coded_folder(str(tmp_path / "coded"))))
   assert first(ds.train).max() < 255
   rep = measure.representative(ds)

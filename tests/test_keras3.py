@@ -11,10 +11,10 @@ import pytest
 import tf_keras
 
 from conftest import REPO, first, run_cli
-from pipeline import keras3
-from pipeline import keras3_translate as translate_lib
-from pipeline import safe_load
-from pipeline import surgery
+from pipeline.models import keras3
+from pipeline.models import keras3_translate as translate_lib
+from pipeline.models import safe_load
+from pipeline.structured import surgery
 
 L = keras.layers
 
@@ -231,6 +231,7 @@ def test_refusals_name_the_layer_and_the_reason(tmp_path, keras3_cnn):
   assert "not a readable .keras file" in _message(tmp_path / "cut.keras")
 
 
+@pytest.mark.e2e
 def test_cli_prunes_a_keras3_cnn_and_writes_it_back_in_keras3(tmp_path, keras3_cnn):
   keras3_cnn.save(tmp_path / "user.keras")
   wd = tmp_path / "run"
@@ -255,10 +256,11 @@ def test_cli_prunes_a_keras3_cnn_and_writes_it_back_in_keras3(tmp_path, keras3_c
   assert abs(float(np.mean(kernel == 0)) - 0.5) < 0.01  # The pruned zeros came back too.
 
 
+@pytest.mark.e2e
 def test_cli_prunes_a_keras3_mobilenet_v3_small_structured(tmp_path):
   """Hard-swish and squeeze-excite blocks: the groups they allow are removed, the rest are
   left whole with their reason in the report (structured only: the CNN test covers TF-MOT)."""
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   photos = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:3], 16, 32, seed=2)
   model = _moved_batchnorm(keras.applications.MobileNetV3Small(
       input_shape=(32, 32, 3), weights=None, classes=3))
@@ -285,7 +287,7 @@ def test_cli_prunes_a_keras3_mobilenet_v3_small_structured(tmp_path):
 
 def test_a_result_that_cannot_go_back_to_keras3_fails_before_training(digits):
   from conftest import small_config  # pylint: disable=g-import-not-at-top
-  from pipeline import keras3_stage  # pylint: disable=g-import-not-at-top
+  from pipeline.stages import keras3 as keras3_stage  # pylint: disable=g-import-not-at-top
   inp = tf_keras.Input((28, 28, 1))
   x = tf_keras.layers.ThresholdedReLU(0.5, name="gate")(tf_keras.layers.Flatten()(inp))
   model = tf_keras.Model(inp, tf_keras.layers.Dense(10, activation="softmax")(x))
@@ -295,10 +297,11 @@ def test_a_result_that_cannot_go_back_to_keras3_fails_before_training(digits):
                                  "layer gate (ThresholdedReLU) has no Keras 3 equivalent")
 
 
+@pytest.mark.e2e
 def test_cli_prunes_a_functional_model_with_branches(tmp_path):
   """Add and Concatenate, an adapted Normalization, relu6, LeakyReLU and hard-swish: through
   the CLI with structured and unstructured pruning, and back to Keras 3."""
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   photos = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:4], 12, 32, seed=3)
   keras.utils.set_random_seed(0)
   _add_concat().save(tmp_path / "branches.keras")

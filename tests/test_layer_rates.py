@@ -3,7 +3,9 @@
 import pytest
 
 from conftest import small_config
-from pipeline import layer_rates, prune, sparsity
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
+from pipeline.models import sparsity
 
 LAYERS = ["conv2", "dense1", "dense2"]
 
@@ -42,7 +44,8 @@ def test_tf_mot_reaches_each_layers_own_rate(trained_cnn, mnist_small, tmp_path)
   # pruning_scope=all: conv1 and classifier are pruned too, at --pruning_rate (no entry).
   cfg = small_config(prune=True, pruning_rate=0.5, pruning_scope="all",
                      layer_rates="conv2:0.8,dense1:0", fine_tune_epochs=2)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   assert result.layer_rates == {"conv1": 0.5, "conv2": 0.8, "classifier": 0.5}  # dense1: dense.
   got = sparsity.layer_sparsity(result.model)
   assert abs(got["conv2"] - 0.8) < 0.01 and got["dense1"] == 0.0
@@ -52,7 +55,7 @@ def test_tf_mot_reaches_each_layers_own_rate(trained_cnn, mnist_small, tmp_path)
 def test_rates_that_prune_nothing_or_without_prune_are_refused(trained_cnn):
   from pipeline import job  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError) as e:
-    prune.rates_of(trained_cnn, small_config(prune=True, layer_rates="conv2:0,dense1:0"))
+    layer_rates.for_model(trained_cnn, small_config(prune=True, layer_rates="conv2:0,dense1:0"))
   assert str(e.value) == ("--layer_rates=conv2:0,dense1:0: leaves no layer to prune; drop "
                           "--prune for a dense model")
   with pytest.raises(ValueError) as e:
@@ -62,7 +65,7 @@ def test_rates_that_prune_nothing_or_without_prune_are_refused(trained_cnn):
 
 
 def _curves(rates, baseline, accuracy):
-  from pipeline import sensitivity  # pylint: disable=g-import-not-at-top
+  from pipeline.planning import sensitivity  # pylint: disable=g-import-not-at-top
   return sensitivity.Curves("unstructured", list(rates), baseline, accuracy)
 
 

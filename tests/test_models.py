@@ -5,7 +5,7 @@ import pytest
 import tf_keras as keras
 
 from conftest import small_config
-from pipeline import models
+from pipeline.models import architectures as models
 
 
 @pytest.mark.parametrize("name,params", [("small_cnn", 225_034), ("lenet5", 61_706)])
@@ -36,7 +36,7 @@ def test_models_take_raw_pixels_and_scale_them_inside():
                                                ("mobilenet_v3_small", 0.75, None)])
 def test_mobilenets_are_one_flat_graph_with_a_new_head(name, alpha, params):
   m = models.build_model(small_config(model=name, alpha=alpha), (64, 64, 3), 5)
-  assert m.output_shape == (None, 5) and m.get_layer("rescale") is not None
+  assert m.output_shape == (None, 5) and isinstance(m.get_layer("rescale"), keras.layers.Rescaling)
   assert not any(isinstance(l, keras.Model) for l in m.layers)  # No nested backbone.
   if params:
     assert m.count_params() == params

@@ -5,7 +5,12 @@ import pytest
 
 from conftest import small_config
 from export import tflite
-from pipeline import job, patterns, prune
+from pipeline import job
+from pipeline.unstructured import patterns
+from pipeline.planning import layer_rates
+from pipeline.report.rows import ExportRow
+from pipeline.stages import measure
+from pipeline.unstructured import prune
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -18,24 +23,25 @@ def _export(model, path):
 def test_two_of_four_is_in_the_exported_file_and_a_dense_file_breaks_it(trained_cnn, mnist_small,
                                                                        tmp_path):
   cfg = small_config(prune=True, sparsity_m_by_n="2,4", pruning_rate=0.9, fine_tune_epochs=2)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   assert result.layer_rates == {"conv2": 0.5, "dense1": 0.5}  # M/N, not --pruning_rate.
   good = _export(result.model, tmp_path / "pruned.tflite")
   assert patterns.violations(good, ["conv2", "dense1"], cfg) == {"conv2": 0, "dense1": 0}
   dense = _export(trained_cnn, tmp_path / "dense.tflite")
   bad = patterns.violations(dense, ["conv2", "dense1"], cfg)
   assert bad["conv2"] == 64 * 3 * 3 * 32 // 4 and bad["dense1"] == 128 * 1600 // 4
-  rows = [{"model": "pruned", "format": "float32", "sparse": False, "path": dense,
-           "name": "pruned_float32", "gate": "ok", "gate_reason": ""}]
-  patterns.check_rows(rows, ["conv2", "dense1"], cfg)
-  assert rows[0]["gate"] == "FAILED" and rows[0]["gate_reason"].startswith(
+  rows = [ExportRow(name="pruned_float32", path=dense, model="pruned", format="float32")]
+  measure.check_patterns(rows, ["conv2", "dense1"], cfg)
+  assert rows[0].gate == "FAILED" and rows[0].gate_reason.startswith(
       "2:4 (at least 2 zeros in every 4 consecutive input weights) broken in conv2 (4608 "
       "groups), dense1 (51200 groups)")
 
 
 def test_blocks_prune_dense_layers_in_whole_blocks(trained_cnn, mnist_small, tmp_path):
   cfg = small_config(prune=True, block_size="1,4", pruning_rate=0.8, fine_tune_epochs=2)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   assert result.pruned_layers == ["dense1"] and result.layer_rates == {"dense1": 0.8}
   kernel = result.model.get_layer("dense1").kernel.numpy()
   tiles = kernel.reshape(1600, 32, 4)
@@ -72,15 +78,16 @@ def test_bad_patterns_are_one_line_before_training(overrides, message):
 
 
 def test_the_xnnpack_policy_prunes_the_1x1_convs_of_a_graph_that_qualifies(tmp_path):
-  from benchmarks import shapes  # pylint: disable=g-import-not-at-top
-  from pipeline import data, models  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
+  from pipeline import data  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models
   folder = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:3], 20, 40)
   cfg = small_config(dataset="folder", data_dir=folder, model="sparse_mobilenet", alpha=0.25,
                      prune=True, pruning_rate=0.8, pruning_policy="xnnpack", fine_tune_epochs=2)
   ds = data.load_dataset(cfg)
   model = models.build_model(cfg, ds.input_shape, ds.num_classes)
   assert patterns.qualifies(model) == (True, "")
-  result = prune.prune(model, ds, cfg, str(tmp_path / "run"))
+  result = prune.prune(model, ds, cfg, str(tmp_path / "run"), layer_rates.for_model(model, cfg))
   assert result.pruned_layers == [f"block{i}_pw" for i in range(1, 6)]
   for layer in result.model.layers:
     kernel = getattr(layer, "kernel", None)

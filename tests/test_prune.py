@@ -8,7 +8,10 @@ import pytest
 import tf_keras as keras
 
 from conftest import REPO, small_config
-from pipeline import data, prune, sparsity
+from pipeline import data
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
+from pipeline.models import sparsity
 
 
 def test_schedule_reaches_target_with_epochs_left_to_recover():
@@ -63,7 +66,8 @@ def test_one_step_an_epoch_still_reaches_the_target(trained_cnn, mnist_small, tm
   cfg = small_config(prune=True, pruning_rate=0.5, fine_tune_epochs=2, batch_size=128)
   s = prune.schedule_steps(cfg, 45)
   assert (s.total_steps, s.end_step, s.frequency) == (2, 1, 1)
-  result = prune.prune(trained_cnn, tiny, cfg, str(tmp_path), s)
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, tiny, cfg, str(tmp_path), rates, s)
   assert sparsity.summarize(result.model, result.pruned_layers)["sparsity"] == pytest.approx(
       0.5, abs=0.01)
 
@@ -78,7 +82,8 @@ def test_prune_reaches_target_and_leaves_baseline_alone(trained_cnn, mnist_small
                                                         rate, scope):
   before = [w.copy() for w in trained_cnn.get_weights()]
   cfg = small_config(prune=True, pruning_rate=rate, pruning_scope=scope, fine_tune_epochs=2)
-  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path))
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  result = prune.prune(trained_cnn, mnist_small, cfg, str(tmp_path), rates)
   stats = sparsity.summarize(result.model, result.pruned_layers)
   assert abs(stats["sparsity"] - rate) < 0.01
   for name in result.pruned_layers:

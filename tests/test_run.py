@@ -26,7 +26,7 @@ def convert(model, fmt, *args, **kwargs):
 tflite.convert = convert
 """
 RAISE_IN_PRUNE = """
-from pipeline import prune
+from pipeline.unstructured import prune
 def broken(*args, **kwargs):
   raise RuntimeError("simulated failure while pruning")
 prune.prune = broken
@@ -81,6 +81,7 @@ def _assert_one_line_error(proc, expected, cwd):
   assert os.listdir(cwd) == []  # Nothing written: no runs/, no workdir, no temp files.
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args,expected", BAD_FLAGS, ids=[a[0] for a, _ in BAD_FLAGS])
 def test_bad_flag_one_line_nothing_written(tmp_path, args, expected):
   proc = run_cli(args, cwd=tmp_path)
@@ -88,6 +89,7 @@ def test_bad_flag_one_line_nothing_written(tmp_path, args, expected):
   assert proc.stdout == ""
 
 
+@pytest.mark.e2e
 def test_bad_paths_one_line_nothing_written(tmp_path):
   """Checks that load TensorFlow, so they share one directory to keep the suite short."""
   cwd = tmp_path / "cwd"
@@ -121,6 +123,7 @@ def test_bad_paths_one_line_nothing_written(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["blocker", "cwd", "junk.keras"]
 
 
+@pytest.mark.e2e
 def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   wd = tmp_path / "run"
   proc = run_cli(["--flagfile=configs/smoke.flags", "--pruning_rate=0.9", "--sensitivity",
@@ -196,6 +199,7 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
   assert reused["baseline"]["test_accuracy"] == report["baseline"]["test_accuracy"]
 
 
+@pytest.mark.e2e
 def test_train_py_alias_prunes_to_the_given_rate(tmp_path):
   wd = tmp_path / "run"
   # A 1-epoch model (~50% accurate) has many near-ties that int8 rounding flips: the int8
@@ -209,6 +213,7 @@ def test_train_py_alias_prunes_to_the_given_rate(tmp_path):
   assert abs(report["pruned"]["sparsity"] - 0.5) < 0.01
 
 
+@pytest.mark.e2e
 def test_help_lists_every_flag_with_text(tmp_path):
   proc = run_cli(["--help"], cwd=tmp_path)
   assert proc.returncode == 0
@@ -224,6 +229,7 @@ def _run_with_fault(tmp_path, patch, args):
   return run_cli(args, cwd=REPO, module=str(script))
 
 
+@pytest.mark.e2e
 def test_a_damaged_int8_file_fails_the_run_after_the_report_is_written(tmp_path):
   wd = tmp_path / "run"
   proc = _run_with_fault(tmp_path, DAMAGE_INT8, [
@@ -244,6 +250,7 @@ def test_a_damaged_int8_file_fails_the_run_after_the_report_is_written(tmp_path)
   assert "| pruned_int8 | FAILED |" in md and "- FAILED pruned_int8: test accuracy " in md
 
 
+@pytest.mark.e2e
 def test_an_exception_in_a_stage_is_one_line_and_the_traceback_is_in_the_log(tmp_path):
   wd = tmp_path / "run"
   proc = _run_with_fault(tmp_path, RAISE_IN_PRUNE, ["--flagfile=configs/smoke.flags",

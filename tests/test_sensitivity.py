@@ -2,7 +2,10 @@
 
 import numpy as np
 
-from pipeline import data, sensitivity
+from pipeline import data
+
+from pipeline.planning import sensitivity
+from pipeline.models import train
 
 
 def test_curves_cost_accuracy_as_rates_rise_and_leave_the_model_untouched(trained_cnn,
@@ -28,29 +31,19 @@ def test_curves_cost_accuracy_as_rates_rise_and_leave_the_model_untouched(traine
   assert len(paths) == 3
 
 
-def test_a_separable_conv_is_measured_on_its_pointwise_kernel():
-  import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  from pipeline import criteria as s  # pylint: disable=g-import-not-at-top
-  layer = keras.layers.SeparableConv2D(8, 3)
-  layer.build((None, 8, 8, 4))
-  assert s.pruned_weight(layer) is layer.pointwise_kernel
-  dense = keras.layers.Dense(3)
-  dense.build((None, 4))
-  assert s.pruned_weight(dense) is dense.kernel
-
-
 def test_zeroed_cross_entropy_rises_with_each_cut(trained_cnn, mnist_small):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
-  from pipeline import structured, surgery  # pylint: disable=g-import-not-at-top
+  from pipeline.structured import prune as structured  # pylint: disable=g-import-not-at-top
+  from pipeline.structured import surgery
   x, y = data.sample(mnist_small.validation, sensitivity.EXAMPLES)
   want = float(keras.losses.SparseCategoricalCrossentropy()(y, trained_cnn.predict(x, verbose=0)))
-  assert abs(sensitivity.cross_entropy(trained_cnn, x, y) - want) < 1e-5
+  assert abs(train.cross_entropy(trained_cnn, x, y) - want) < 1e-5
   a = surgery.analyze(trained_cnn)
   g = next(g for g in a.prunable() if list(g.producers) == ["dense1"])
   score = structured.scores(a, "l1", None, None)[g.id]
   removed = [8, 64, 120]
-  loss = sensitivity.zeroed_accuracy(a, g, score, removed, x, y, metric=sensitivity.cross_entropy)
+  loss = sensitivity.zeroed_accuracy(a, g, score, removed, x, y, metric=train.cross_entropy)
   # The loss rises as more units go (the weakest few may be dead: no change), and the weights
   # are put back afterwards.
   assert np.all(np.diff(loss) >= 0) and loss[-1] > loss[0] + 0.05
-  assert abs(sensitivity.cross_entropy(a.model, x, y) - want) < 1e-5
+  assert abs(train.cross_entropy(a.model, x, y) - want) < 1e-5

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from pipeline import latency_table, speed_target, structured, surgery
+from pipeline.planning import latency_table
 
 # Dense file 10 ms. Group "a" (32 channels) saves a lot per cut and its accuracy barely moves;
+from pipeline.planning import speed_target
+from pipeline.structured import prune as structured
+from pipeline.structured import surgery
 # "b" (64) saves little and costs much: the path cuts "a" first, all the way down.
 TABLE = latency_table.Table(10.0, {
     "a": latency_table.Entry("a", 32, [24, 16, 8], [8.0, 6.0, 4.0], []),

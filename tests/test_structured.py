@@ -5,7 +5,9 @@ import pytest
 import tf_keras as keras
 
 from conftest import small_config, first
-from pipeline import models, surgery, structured
+from pipeline.models import architectures as models
+from pipeline.structured import surgery
+from pipeline.structured import prune as structured
 
 
 def _model_with_dead_and_weak_channels():
@@ -95,7 +97,8 @@ def test_prune_structures_in_steps_with_fine_tuning(mnist_small, trained_cnn, tm
 def test_every_criterion_scores_the_built_in_sequential_models(name, mnist_small, tmp_path):
   """Sequential models are rebuilt as functional ones by the analysis; the activation probe
   must read that graph, not the Sequential's own (which raised 'Graph disconnected')."""
-  from pipeline import data, models  # pylint: disable=g-import-not-at-top
+  from pipeline import data  # pylint: disable=g-import-not-at-top
+  from pipeline.models import architectures as models
   model = models.build_model(small_config(model=name.split("_reloaded")[0]), (28, 28, 1), 10)
   if name.endswith("_reloaded"):
     model.save(tmp_path / "m.keras")

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from pipeline import macs, surgery
+from pipeline.models import macs
+
+from pipeline.structured import surgery
 
 
 

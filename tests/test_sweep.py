@@ -3,8 +3,10 @@
 import json
 import os
 
+import pytest
+
 from conftest import REPO, run_cli
-from pipeline import pareto
+from pipeline.planning import pareto
 
 
 def test_frontier_keeps_the_points_nothing_beats():
@@ -14,6 +16,7 @@ def test_frontier_keeps_the_points_nothing_beats():
   assert pareto.frontier(sizes, accs) == [1, 2, 0]
 
 
+@pytest.mark.e2e
 def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path):
   wd = tmp_path / "sweep"
   args = ["--flagfile=configs/smoke.flags", "--max_train_examples=300", "--rates=0.5,0.8",
@@ -57,6 +60,7 @@ def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path
       "--overwrite to start it again, or choose another --workdir")
 
 
+@pytest.mark.e2e
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
   proc = run_cli(["--flagfile=configs/smoke.flags", "--rates=0.5,1.2",
                   f"--workdir={tmp_path}/s"], cwd=REPO, module="pipeline.sweep")

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import first, small_config
 from pipeline import data
-from pipeline import tfds_source
+from pipeline.data import tfds_source
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -7,14 +7,17 @@ import pytest
 
 from conftest import small_config, first
 from export import litert, timing, tflite
-from pipeline import data, prune
+from pipeline import data
+from pipeline.planning import layer_rates
+from pipeline.unstructured import prune
 
 
 @pytest.fixture(scope="module")
 def files(trained_cnn, mnist_small, tmp_path_factory):
   d = tmp_path_factory.mktemp("tfl")
   cfg = small_config(prune=True, pruning_rate=0.9, fine_tune_epochs=2)
-  pruned = prune.prune(trained_cnn, mnist_small, cfg, str(d)).model
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  pruned = prune.prune(trained_cnn, mnist_small, cfg, str(d), rates).model
   rep = first(mnist_small.train, 50)
   exports = tflite.export_tflite({"baseline": trained_cnn, "pruned": pruned},
                                  {"baseline": (["float32"], False), "pruned": (["int8"], True)},

@@ -3,8 +3,9 @@
 import numpy as np
 import tf_keras as keras
 
-from conftest import small_config, first
-from pipeline import models, train
+from conftest import small_config
+from pipeline.models import architectures as models
+from pipeline.models import train
 
 
 def test_fit_keeps_best_epoch_weights(mnist_small, tmp_path):

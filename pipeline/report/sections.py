@@ -1,0 +1,166 @@
+"""The report's sections for the stages that run only when asked: structured pruning and its
+latency target, block removal, the accuracy budget, the ARM check (markdown.py assembles them)."""
+
+from typing import List, Optional, Sequence
+
+from export import formats
+
+
+def pct(x: Optional[float]) -> str:
+  return "" if x is None else f"{100 * x:.2f}%"
+
+
+def speedup(e: dict) -> str:
+  """'4.21x (3.90-4.48)': the paired median, and the p10-p90 of the per-round ratios."""
+  return f"{e['speedup']:.2f}x ({e['speedup_p10']:.2f}-{e['speedup_p90']:.2f})"
+
+
+def structured_lines(st: dict, exports: Sequence[dict] = ()) -> List[str]:
+  """What structured pruning removed, group by group, as measured (not as requested)."""
+  diffs = max(step["max_abs_diff_vs_masked"] for step in st["steps"])
+  before = {g: sizes[0] for g, sizes in st["steps"][0]["groups"].items()}
+  after = dict(before)
+  for step in st["steps"]:
+    for g, (_, kept) in step["groups"].items():
+      after[g] = kept
+  total_before, total_after = sum(before.values()), sum(after.values())
+  how = ("the same fraction of every prunable group" if st["scope"] == "per_layer" else
+         "one threshold over channel scores normalised by their group's mean, so groups lose "
+         "different fractions")
+  approx = sorted({g for step in st["steps"] for g in step.get("approximate_groups", [])})
+  pruned = sum(1 for g in before if after[g] < before[g])
+  if approx:
+    check = (f"folding was approximate ({st.get('fold_reason', '')}): {len(approx)} group(s) "
+             "had a BatchNorm constant that meets zero padding folded as in the image's "
+             f"interior, so before fine-tuning the smaller model deviated from the masked "
+             f"original by up to {diffs:.1e} (at image borders); fine-tuning absorbs it")
+  else:
+    check = (f"before fine-tuning, the smaller model matched the masked original to "
+             f"{diffs:.1e}" + (f" (fold: {st['fold']}, {st['fold_reason']})"
+                               if st.get("fold_reason") else ""))
+  if st.get("channel_multiple", 1) > 1:
+    how += (f"; kept counts rounded to the nearest multiple of {st['channel_multiple']}, the "
+            "channel tile of XNNPACK's float kernels")
+  target = st.get("target")
+  if target:
+    how = (f"--target_speedup={target['target']:g}: kept counts per group chosen from the "
+           "latency table and each group's validation loss")
+  asked = (f"for {target['target']:g}x" if target else f"asked {st['rate']:.0%}")
+  scope = "" if target else f", {st['scope']}"
+  lines = [f"Structured pruning ({st['criterion']}{scope}: {how}; {len(st['steps'])} "
+           f"step(s)) removed {total_before - total_after:,} of {total_before:,} channels "
+           f"({1 - total_after / max(1, total_before):.0%}; {asked}); "
+           f"{pruned} group(s) pruned, {len(st['skipped'])} producer(s) left whole; {check}. "
+           "Channels kept per group: " + ", ".join(
+               f"{g} {after[g]}/{before[g]}" for g in before) + "."]
+  if "test_accuracy" in st:
+    lines.append(f"After structured pruning and its fine-tuning, before anything else: test "
+                 f"accuracy {pct(st['test_accuracy'])}.")
+  lines += [f"- left whole: {layer}: {reason}" for layer, reason in sorted(st["skipped"].items())]
+  return lines + target_lines(target, exports)
+
+
+def target_lines(target: Optional[dict], exports: Sequence[dict]) -> List[str]:
+  """--target_speedup: the allocations timed on the way, the one kept, and the final file's
+  paired speed-up against the target."""
+  if not target:
+    return []
+  band = f"{target.get('tolerance', 0.05):.0%}"
+  final = next((e for e in exports if e["name"] == "pruned_float32"), None)
+  if not target["tries"]:  # A table from elsewhere: nothing was timed here.
+    lines = [f"Latency target {target['target']:g}x (table {target['source']}; "
+             f"latency_table.md): kept the first allocation predicted to reach it "
+             f"({target['predicted']:.2f}x predicted, not timed here)."]
+    if final:
+      lines.append(f"On this CPU, not the table's device: pruned_float32 is {speedup(final)} "
+                   "faster than baseline_float32.")
+  else:
+    tries = "; ".join(
+        f"{t['path'].replace('side', 'side path')}{' path' if t['path'] == 'main' else ''} "
+        f"step {t['step']}: predicted {t['predicted']:.2f}x, measured "
+        f"{t['measured']:.2f}x{' (kept)' if t['kept'] else ''}" for t in target["tries"])
+    verdict = ""
+    if final:
+      off = final["speedup"] / target["target"] - 1
+      verdict = (f" Final: pruned_float32 is {speedup(final)} faster than baseline_float32, "
+                 f"{off:+.0%} against the target.")
+    lines = [f"Latency target {target['target']:g}x (table {target['source']}; "
+             f"latency_table.md){'' if target['reached'] else ': NOT reached'}. Allocations "
+             f"timed on the way (kept: one reaching within {band} below the target, preferably "
+             f"within {band} above it): {tries}.{verdict}"]
+  if target.get("untimed_groups"):
+    lines.append("Left whole, not in the table: " + ", ".join(target["untimed_groups"]) + ".")
+  return lines
+
+
+def blocks_lines(row: dict) -> List[str]:
+  """What --remove_blocks removed, how exactly, and the accuracy before and after fine-tuning."""
+  removed = ", ".join(f"{b['block']} ({b['layers']} layers, validation loss "
+                      f"{b['validation_loss_increase']:+.3f}{'' if b['exact'] else ', not exact'})"
+                      for b in row["removed"])
+  check = ("" if row["max_abs_diff_vs_zeroed"] is None else
+           f"; before fine-tuning the smaller model equals the original with those residual "
+           f"branches zeroed to {row['max_abs_diff_vs_zeroed']:.1e}")
+  return [f"Blocks removed (--remove_blocks={row['asked']}, the cheapest of "
+          f"{row['candidates']} by validation loss when each is removed alone): {removed}"
+          f"{check}. Test accuracy {pct(row['test_accuracy_before_fine_tuning'])} before "
+          f"fine-tuning, {pct(row['test_accuracy_after_fine_tuning'])} after."]
+
+
+def budget_lines(row: Optional[dict]) -> List[str]:
+  """What --max_accuracy_drop tried, step by step, and what it kept."""
+  if not row:
+    return []
+  steps = "; ".join(f"{100 * p['rate']:.2f}%: {100 * p['val_accuracy']:.2f}% "
+                    f"({-p['drop_points']:+.2f}{'' if p['within'] else ', over'})"
+                    for p in row["path"])
+  return [f"Accuracy budget (--max_accuracy_drop={row['max_drop']:g} points on validation, "
+          f"baseline {100 * row['baseline_val_accuracy']:.2f}%): kept {100 * row['rate']:.2f}% "
+          f"sparsity; {row['stopped']}. Path (sparsity: validation accuracy, change in "
+          f"points): {steps}."]
+
+
+def keras3_lines(translated_in: Optional[dict], written: Optional[dict]) -> List[str]:
+  """How a Keras 3 baseline was carried into tf_keras, and the Keras 3 file the run wrote."""
+  lines = []
+  if translated_in:
+    mixed = translated_in.get("mixed_precision")
+    how = (f"; a {mixed} model against its float32 copy, so checked to "
+           f"{translated_in['tolerance']:g}" if mixed else "")
+    lines.append(f"Keras 3 model translated: {translated_in['layers']} layers, max |diff| "
+                 f"{translated_in['max_diff']:.1e} (tf_keras copy against the Keras 3 file, "
+                 f"{translated_in['images']} validation images, same top-1{how}).")
+  if written:
+    lines.append(f"Keras 3 file: {written['path']} ({written['of']} rebuilt in Keras 3, "
+                 f"reloaded with safe_mode=True: max |diff| {written['max_diff']:.1e} on "
+                 f"{written['images']} test images, same top-1).")
+  return lines + [""] if lines else []
+
+
+def arm_lines(section: Optional[dict], exports: Sequence[dict]) -> List[str]:
+  """The report's ARM table (empty without --arm_check)."""
+  if not section:
+    return []
+  if section.get("skipped"):
+    return ["", f"--arm_check skipped: {section['skipped']}."]
+  from export import arm_check  # pylint: disable=g-import-not-at-top
+  out = ["", f"ARM check ({section['runtime']}; outputs on {section['examples']} test images "
+         "against x86's, one at a time; emulated times interleaved in one process):", "",
+         "| file | format | ARM: prepares | ARM: max \\|diff\\| | ARM emulated speed-up "
+         "(p10-p90) | emulated ms |", "|---|---|---|---|---|---|"]
+  arm = {e["name"]: e["arm"] for e in exports if e.get("arm")}
+  ref_prepares = arm.get(formats.REFERENCE, {}).get("prepares", False)
+  for e in exports:
+    a = arm.get(e["name"])
+    if not a:
+      continue
+    prepares = "yes" if a["prepares"] else f"**NO**: {a['error']}"
+    diff = f"{a['max_abs_diff']:.1e}" + (f" (**outside**: {a['outside']})" if a["outside"] else "")
+    s = a["speedup"]
+    speed = arm_check.speed_text(e["name"], formats.REFERENCE, a["prepares"], ref_prepares,
+                                 f"{s['paired']:.2f}x ({s['p10']:.2f}-{s['p90']:.2f})" if s
+                                 else None)
+    ms = "-" if a["emulated_ms"] is None else f"{a['emulated_ms']:.1f}"
+    out.append(f"| {e['name']} | {a['format']} | {prepares} | {diff} | {speed} | {ms} |")
+  return out + [""] + arm_check.notes([n for n, a in arm.items() if not a["prepares"]],
+                                      [n for n, a in arm.items() if a["outside"]])
