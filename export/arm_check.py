@@ -115,60 +115,72 @@ def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, refer
     x86 outputs (the same top-1 class on every image; float32 within the x86 gate's 1e-4).
   """
   with tempfile.TemporaryDirectory(prefix="arm-check-") as tmp:
-    inputs = os.path.join(tmp, "inputs.npy")
-    np.save(inputs, images.astype(np.float32))
-    request = os.path.join(tmp, "request.json")
-    with open(request, "w") as f:
-      json.dump({"files": {n: os.path.abspath(p) for n, p in files.items()}, "inputs": inputs,
-                 "out_dir": tmp, "runs": runs, "rounds": rounds, "warmup_runs": warmup_runs}, f)
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([rt.site, project]), PYTHONNOUSERSITE="1",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("PYTHONHOME", None)
-    log = os.path.join(tmp, "guest.log")
-    timed_out = threading.Event()
-    with open(log, "w") as err, subprocess.Popen(
-        emulator.command(rt, ["-m", "export.arm_guest", request]), env=env, cwd=project,
-        stdout=err, stderr=subprocess.PIPE, text=True, errors="replace") as p:
+    result = _run_guest(files, images, rt, tmp, runs, rounds, warmup_runs, timeout_s, progress)
+    return _results(files, images, result, reference, formats)
 
-      def kill():
-        timed_out.set()
-        p.kill()
 
-      timer = threading.Timer(timeout_s, kill)
-      timer.start()
-      try:
-        for line in p.stderr:
-          err.write(line)
-          if line.startswith("arm: ") and progress:
-            progress(line.strip())
-      finally:
-        timer.cancel()
-    result_path = os.path.join(tmp, "result.json")
-    if timed_out.is_set():
-      raise RuntimeError(f"the emulated arm64 run timed out after {timeout_s:g} s (timeout_s); "
-                         "use fewer or smaller files, or fewer examples and runs")
-    if p.returncode or not os.path.exists(result_path):
-      with open(log) as f:
-        lines = [l for l in f.read().splitlines() if l.strip()] or [f"exit {p.returncode}"]
-      raise RuntimeError(f"the emulated arm64 run failed (exit {p.returncode}): {lines[-1]}")
-    with open(result_path) as f:
-      result = json.load(f)
-    timings = {t["name"]: timing_lib.Timing(**t) for t in result["timings"]}
-    out = []
-    for name, path in files.items():
-      arm = np.load(result["files"][name]["outputs"])
-      x86 = litert.predict(litert.open_model(path), images, batch_size=1)
-      same = np.argmax(arm, -1) == np.argmax(x86, -1)
-      fmt = (formats or {}).get(name) or file_format(path)
-      diff = float(np.max(np.abs(arm - x86)))
-      reason = result["files"][name]["fallback_reason"]
-      out.append(Result(
-          name, fmt, result["files"][name]["delegate"] == "xnnpack", reason, diff,
-          float(np.mean(same)), outside(fmt, same, diff),
-          timings[name].p50_ms if name in timings else None,
-          timing_lib.speedup(timings[reference], timings[name])
-          if name != reference and {name, reference} <= set(timings) else None))
+def _run_guest(files, images, rt: emulator.Runtime, tmp: str, runs: int, rounds: int,
+               warmup_runs: int, timeout_s: float, progress) -> dict:
+  """Runs export/arm_guest.py under the emulator on `files` and `images`; returns the guest's
+  result.json (each file's outputs, delegate, fallback, and the interleaved timings)."""
+  inputs = os.path.join(tmp, "inputs.npy")
+  np.save(inputs, images.astype(np.float32))
+  request = os.path.join(tmp, "request.json")
+  with open(request, "w") as f:
+    json.dump({"files": {n: os.path.abspath(p) for n, p in files.items()}, "inputs": inputs,
+               "out_dir": tmp, "runs": runs, "rounds": rounds, "warmup_runs": warmup_runs}, f)
+  project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([rt.site, project]), PYTHONNOUSERSITE="1",
+             TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("PYTHONHOME", None)
+  log = os.path.join(tmp, "guest.log")
+  timed_out = threading.Event()
+  with open(log, "w") as err, subprocess.Popen(
+      emulator.command(rt, ["-m", "export.arm_guest", request]), env=env, cwd=project,
+      stdout=err, stderr=subprocess.PIPE, text=True, errors="replace") as p:
+
+    def kill():
+      timed_out.set()
+      p.kill()
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    try:
+      for line in p.stderr:
+        err.write(line)
+        if line.startswith("arm: ") and progress:
+          progress(line.strip())
+    finally:
+      timer.cancel()
+  result_path = os.path.join(tmp, "result.json")
+  if timed_out.is_set():
+    raise RuntimeError(f"the emulated arm64 run timed out after {timeout_s:g} s (timeout_s); "
+                       "use fewer or smaller files, or fewer examples and runs")
+  if p.returncode or not os.path.exists(result_path):
+    with open(log) as f:
+      lines = [l for l in f.read().splitlines() if l.strip()] or [f"exit {p.returncode}"]
+    raise RuntimeError(f"the emulated arm64 run failed (exit {p.returncode}): {lines[-1]}")
+  with open(result_path) as f:
+    return json.load(f)
+
+
+def _results(files, images, result: dict, reference: str, formats) -> List[Result]:
+  """Each file's arm64 outputs against its x86 outputs on the same images, and its timing."""
+  timings = {t["name"]: timing_lib.Timing(**t) for t in result["timings"]}
+  out = []
+  for name, path in files.items():
+    arm = np.load(result["files"][name]["outputs"])
+    x86 = litert.predict(litert.open_model(path), images, batch_size=1)
+    same = np.argmax(arm, -1) == np.argmax(x86, -1)
+    fmt = (formats or {}).get(name) or file_format(path)
+    diff = float(np.max(np.abs(arm - x86)))
+    reason = result["files"][name]["fallback_reason"]
+    out.append(Result(
+        name, fmt, result["files"][name]["delegate"] == "xnnpack", reason, diff,
+        float(np.mean(same)), outside(fmt, same, diff),
+        timings[name].p50_ms if name in timings else None,
+        timing_lib.speedup(timings[reference], timings[name])
+        if name != reference and {name, reference} <= set(timings) else None))
   return out
 
 

@@ -170,6 +170,18 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
   Returns:
     One Timing per configuration, in the order files x delegates x threads.
   """
+  configs = _open_and_warm(files, threads, delegates, warmup_runs)
+  _timed_rounds(configs, max(1, runs // rounds), rounds, progress)
+  return [Timing(
+      name=c["name"], path=c["path"], delegate_requested=c["delegate_requested"],
+      delegate=c["opened"].delegate, fallback_reason=c["opened"].fallback_reason or "",
+      threads=c["threads"], warmup_runs=warmup_runs, runs=sum(map(len, c["rounds"])),
+      **summarize(c["rounds"]), load_ms=c["load_ms"], peak_rss_increase_mb=c["rss_mb"],
+      bytes=c["bytes"], gzip_bytes=c["gzip_bytes"]) for c in configs]
+
+
+def _open_and_warm(files, threads, delegates, warmup_runs: int) -> List[dict]:
+  """Every file x delegate x thread count opened (load time and memory measured) and warmed."""
   configs = []
   for name, path in files.items():
     size, gz = file_sizes(path)
@@ -187,8 +199,12 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
         configs.append(dict(name=name, path=path, delegate_requested=delegate, opened=opened,
                             threads=n, load_ms=load_ms, rss_mb=max(0.0, (peak - rss0) / 1024),
                             bytes=size, gzip_bytes=gz, rounds=[]))
+  return configs
 
-  per_round = max(1, runs // rounds)
+
+def _timed_rounds(configs: List[dict], per_round: int, rounds: int, progress) -> None:
+  """`rounds` interleaved rounds, each starting one configuration later; only invoke() is
+  timed. Appends each round's samples (ns) to its configuration's "rounds"."""
   for r in range(rounds):
     shift = r % len(configs)
     for c in configs[shift:] + configs[:shift]:
@@ -201,16 +217,6 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
         samples.append(time.perf_counter_ns() - t0)
     if progress:
       progress(r + 1, rounds)
-
-  out = []
-  for c in configs:
-    out.append(Timing(
-        name=c["name"], path=c["path"], delegate_requested=c["delegate_requested"],
-        delegate=c["opened"].delegate, fallback_reason=c["opened"].fallback_reason or "",
-        threads=c["threads"], warmup_runs=warmup_runs, runs=sum(map(len, c["rounds"])),
-        **summarize(c["rounds"]), load_ms=c["load_ms"], peak_rss_increase_mb=c["rss_mb"],
-        bytes=c["bytes"], gzip_bytes=c["gzip_bytes"]))
-  return out
 
 
 def to_markdown(results: Sequence[Timing], reference: str) -> str:

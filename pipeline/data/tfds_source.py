@@ -82,7 +82,6 @@ def load(cfg: Config) -> data_lib.Dataset:
     ValueError: not an image classification dataset, or images of varying size without
       --image_size.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name, data_dir = cfg.dataset, cfg.data_dir
   if data_dir is not None and not os.path.isdir(data_dir):
     raise data_lib.DataNotFoundError(f"--data_dir={data_dir}: no such directory")
@@ -94,41 +93,74 @@ def load(cfg: Config) -> data_lib.Dataset:
         f"offline; prepare it with `tfds build {name}` on a machine with a network and pass "
         "--data_dir pointing at that directory")
   try:
-    if not is_prepared:
-      builder.download_and_prepare()
-    info = builder.info
-    keys = info.supervised_keys
-    feature = info.features[keys[0]] if keys else None
-    if not isinstance(feature, tfds.features.Image) or not isinstance(
-        info.features[keys[1]], tfds.features.ClassLabel):
-      raise ValueError(f"--dataset={name}: not an image classification dataset (its supervised "
-                       f"keys are {keys})")
-    image_key = keys[0]
-    splits = _split_names(builder)
-    if splits and "train" not in splits:
-      raise ValueError(f"--dataset={name}: has no train split (it has {', '.join(splits)})")
-
-    def records(split):
-      return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False,
-                                decoders={image_key: tfds.decode.SkipDecoding()})
-
-    def labels(split):
-      batches = records(split).map(lambda x, y: y).batch(65_536)
-      return np.concatenate([b.numpy() for b in batches] or [np.zeros(0)]).astype(np.int64)
-
-    raw = {s: data_lib.Split(records(s), labels(s))
-           for s in ("train", "validation", "test") if s in splits or s == "train"}
+    feature, class_names, raw = _raw_splits(name, builder, is_prepared)
   except ValueError:
     raise
   except Exception as e:  # pylint: disable=broad-except
     what = "download and prepare" if not is_prepared else "read its prepared copy of"
     raise data_lib.DataNotFoundError(f"--dataset={name}: TFDS could not {what} it in "
                                      f"{_where(data_dir)}: {_first_line(e)}") from e
+  shape, notes = _decode_as_asked(cfg, feature, raw)
+  train = raw["train"]
+  if "test" in raw:
+    test = raw["test"]
+    notes.append("test: the dataset's own split (fixed)")
+  else:
+    keep, held = data_lib.split_indices(train.labels, TEST_FRACTION, _TEST_SPLIT_SEED)
+    train, test = data_lib.subset(train, keep), data_lib.subset(train, held)
+    notes.append(f"test: {TEST_FRACTION:.0%} of train, stratified, fixed (the dataset has no "
+                 "test split)")
+  train, val, how = data_lib.train_and_validation(train, cfg, raw.get("validation"))
+  return data_lib.Dataset(name, f"tfds:{name} ({'prepared copy' if is_prepared else 'downloaded'})",
+                          shape, class_names, train, val, test, tuple(notes + [how]))
 
+
+def _raw_splits(name: str, builder, is_prepared: bool):
+  """(image feature, class names, {split: Split of undecoded records}) of an image
+  classification dataset, prepared first if it is not.
+
+  Raises:
+    ValueError: not an image classification dataset, or no train split.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not is_prepared:
+    builder.download_and_prepare()
+  info = builder.info
+  keys = info.supervised_keys
+  feature = info.features[keys[0]] if keys else None
+  if not isinstance(feature, tfds.features.Image) or not isinstance(
+      info.features[keys[1]], tfds.features.ClassLabel):
+    raise ValueError(f"--dataset={name}: not an image classification dataset (its supervised "
+                     f"keys are {keys})")
+  image_key = keys[0]
+  splits = _split_names(builder)
+  if splits and "train" not in splits:
+    raise ValueError(f"--dataset={name}: has no train split (it has {', '.join(splits)})")
+
+  def records(split):
+    return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False,
+                              decoders={image_key: tfds.decode.SkipDecoding()})
+
+  def labels(split):
+    batches = records(split).map(lambda x, y: y).batch(65_536)
+    return np.concatenate([b.numpy() for b in batches] or [np.zeros(0)]).astype(np.int64)
+
+  raw = {s: data_lib.Split(records(s), labels(s))
+         for s in ("train", "validation", "test") if s in splits or s == "train"}
+  return feature, tuple(info.features[keys[1]].names), raw
+
+
+def _decode_as_asked(cfg: Config, feature, raw: dict):
+  """Gives every split of `raw` its decoder (--image_size, --color_mode); returns the image
+  shape and the note saying where it came from.
+
+  Raises:
+    ValueError: images of varying size without --image_size.
+  """
   height, width, channels = feature.shape
   size = config_lib.parse_image_size(cfg.image_size)
   if size is None and (height is None or width is None):
-    raise ValueError(f"--dataset={name}: its images come in different sizes; set "
+    raise ValueError(f"--dataset={cfg.dataset}: its images come in different sizes; set "
                      "--image_size=HEIGHT,WIDTH (e.g. 160,160)")
   size = size or (height, width)
   channels = {"rgb": 3, "grayscale": 1}.get(cfg.color_mode, channels)
@@ -143,16 +175,4 @@ def load(cfg: Config) -> data_lib.Dataset:
   notes = [f"images {'x'.join(map(str, shape))}"
            + (" (--image_size/--color_mode)" if (size, channels) != (
                (height, width), feature.shape[2]) else " (the dataset's own)")]
-  train = raw["train"]
-  if "test" in raw:
-    test = raw["test"]
-    notes.append("test: the dataset's own split (fixed)")
-  else:
-    keep, held = data_lib.split_indices(train.labels, TEST_FRACTION, _TEST_SPLIT_SEED)
-    train, test = data_lib.subset(train, keep), data_lib.subset(train, held)
-    notes.append(f"test: {TEST_FRACTION:.0%} of train, stratified, fixed (the dataset has no "
-                 "test split)")
-  train, val, how = data_lib.train_and_validation(train, cfg, raw.get("validation"))
-  names = tuple(info.features[keys[1]].names)
-  return data_lib.Dataset(name, f"tfds:{name} ({'prepared copy' if is_prepared else 'downloaded'})",
-                          shape, names, train, val, test, tuple(notes + [how]))
+  return shape, notes

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pipeline.planning import allocate as allocate_lib
 from pipeline.unstructured import prune as prune_lib
 
 
@@ -96,8 +97,8 @@ def allocate(curves, sizes: Dict[str, int], target: float) -> Dict[str, float]:
 
   The predicted loss of a layer at a rate is its validation accuracy drop when pruned alone
   (made non-decreasing in the rate, so noise cannot reward pruning more); losses of layers
-  add up. Greedy on the grid of measured rates: the step with the least loss per weight
-  removed goes first; the last step stops exactly at the target.
+  add up. Greedy on the grid of measured rates (allocate.cheapest): the step with the least
+  loss per weight removed goes first; the last step stops exactly at the target.
 
   Raises:
     ValueError: the target is above the highest measured rate, or a layer has no curve.
@@ -109,27 +110,19 @@ def allocate(curves, sizes: Dict[str, int], target: float) -> Dict[str, float]:
   if target > grid[-1]:
     raise ValueError(f"--layer_rates=auto: --pruning_rate={target} is above the highest rate "
                      f"the sensitivity analysis measures ({grid[-1]})")
-  loss = {}
+  ladders = {}
   for n in sizes:
     drops = [0.0] + [max(0.0, curves.baseline - a) for a in curves.accuracy[n]]
-    loss[n] = list(np.maximum.accumulate(drops))
+    ladders[n] = list(zip(grid, np.maximum.accumulate(drops)))
   at = {n: 0 for n in sizes}
-  total = sum(sizes.values())
-  need = target * total
+  need = target * sum(sizes.values())
   rates = {n: 0.0 for n in sizes}
   while sum(rates[n] * sizes[n] for n in sizes) < need - 1e-9:
-    best = None
-    for n in sizes:
-      for j in range(at[n] + 1, len(grid)):
-        gain = (grid[j] - grid[at[n]]) * sizes[n]
-        cost = (loss[n][j] - loss[n][at[n]]) / gain
-        # Ties (flat curves) go to the lower resulting rate, so layers rise together.
-        if (best is None or cost < best[0] - 1e-12 or
-            (abs(cost - best[0]) <= 1e-12 and grid[j] < best[3])):
-          best = (cost, n, j, grid[j])
-    if best is None:  # Every layer at the highest rate: as close to the target as it gets.
+    # Ties (flat curves) go to the lower resulting rate, so layers rise together.
+    move = allocate_lib.cheapest(ladders, at, prefer=lambda n, j: -grid[j], scale=sizes)
+    if move is None:  # Every layer at the highest rate: as close to the target as it gets.
       break
-    _, n, j, _ = best
+    n, j = move
     others = sum(rates[m] * sizes[m] for m in sizes if m != n)
     at[n] = j
     rates[n] = min(grid[j], (need - others) / sizes[n])

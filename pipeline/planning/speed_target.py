@@ -33,6 +33,7 @@ import numpy as np
 
 from export import console as console_lib
 from pipeline import data as data_lib
+from pipeline.planning import allocate as allocate_lib
 from pipeline.planning import latency_table as table_lib
 from pipeline.planning import sensitivity as sensitivity_lib
 from pipeline.structured import prune as structured_lib
@@ -91,31 +92,22 @@ def path(table: table_lib.Table, losses: Dict[str, List[float]],
   Returns:
     [{group: kept}] with `start` ({}: the dense model) first; every later entry is predicted faster.
     The move at each point goes to the group whose next cut (looking ahead to any smaller
-    count, so a costly step before a cheap one is not a wall) costs the least predicted loss
-    per millisecond saved; that group then moves one candidate down.
+    count, so a costly step before a cheap one is not a wall: allocate.cheapest) costs the
+    least predicted loss per millisecond saved; that group then moves one candidate down.
   """
   options = _options(table, losses)
   start = start or {}
   at = {g: [o[0] for o in opts].index(start.get(g, opts[0][0])) for g, opts in options.items()}
+  ladders = {g: [(saved, loss) for _, saved, loss in opts] for g, opts in options.items()}
   out = [dict(start)]
   while True:
-    best = None
-    for g, opts in options.items():
-      if g in frozen:
-        continue
-      here = opts[at[g]]
-      for j in range(at[g] + 1, len(opts)):
-        gain = opts[j][1] - here[1]
-        if gain <= 0:
-          continue
-        cost = (opts[j][2] - here[2]) / gain
-        share = opts[at[g] + 1][0] / opts[0][0]  # Ties (flat curves) go to the smaller cut.
-        if best is None or cost < best[0] - 1e-12 or (
-            abs(cost - best[0]) <= 1e-12 and share > best[2]):
-          best = (cost, g, share)
-    if best is None:
+    # Ties (flat curves) go to the group whose next candidate is the smaller cut.
+    move = allocate_lib.cheapest(
+        ladders, at, frozen,
+        prefer=lambda g, j: options[g][at[g] + 1][0] / options[g][0][0])
+    if move is None:
       return out
-    g = best[1]
+    g = move[0]
     # One candidate down, past any that save no time (equal ms after the running maximum).
     at[g] += 1
     while at[g] + 1 < len(options[g]) and options[g][at[g]][1] <= options[g][at[g] - 1][1]:
@@ -169,32 +161,12 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   first = next(i for i, p in enumerate(preds) if p >= target)
   if time_pair is None:
     return Plan(steps[first], target, preds[first], None, True, [], table.source)
-  tries, measured, seen = [], {}, {}
-  label = ["main"]  # The path being searched: main, side 1, side 2, ...
-
-  def reaches(i):
-    key = tuple(sorted(steps[i].items()))
-    if key in seen:  # Timed on an earlier path.
-      measured[i] = seen[key]
-    if i not in measured:
-      small = surgery.shrink(a, {g.id: np.arange(steps[i][",".join(g.producers)])
-                                 for g in a.prunable() if ",".join(g.producers) in steps[i]})
-      measured[i] = seen[key] = time_pair(small).paired
-      tries.append({"path": label[0], "step": i,
-                    "predicted": preds[i], "measured": measured[i], "counts": dict(steps[i]),
-                    "kept": False})
-      logging.info("Speed target %.2fx: step %d of %d, predicted %.2fx, measured %.2fx: %s.",
-                   target, i, len(steps) - 1, preds[i], measured[i], steps[i])
-    return measured[i] >= target * (1 - TOLERANCE)
-
-  lo, hi = search(steps, reaches, first)
-
-  def timed(counts):  # The index of that allocation's latest try.
-    return max(j for j, t in enumerate(tries) if t["counts"] == counts)
-
-  found = [(steps[hi], preds[hi], measured[hi], timed(steps[hi]))]
+  trials = _Trials(a, target, time_pair)
+  trials.follow(steps, preds, "main")
+  lo, hi = search(steps, trials.reaches, first)
+  found = [trials.result(hi)]
   held = set()
-  while measured[hi] > target * (1 + TOLERANCE) and hi - lo == 1:
+  while trials.measured[hi] > target * (1 + TOLERANCE) and hi - lo == 1:
     # One coarse step jumped over the target (a narrow layer's 8 channels can be a third of
     # the latency): go on from the step before it with that group held, in the other groups'
     # steps; if one of those jumps over too, hold it as well, until no group is left.
@@ -203,20 +175,56 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
     if len(side) < 2:
       break
     steps, preds = side, [predicted(table, c) for c in side]
-    measured = {}
-    label[0] = f"side {len(held)}"
-    lo, hi = search(side, reaches, next((i for i, p in enumerate(preds) if p >= target),
-                                        len(side) - 1))
-    found.append((side[hi], preds[hi], measured[hi], timed(side[hi])))
+    trials.follow(steps, preds, f"side {len(held)}")
+    lo, hi = search(side, trials.reaches, next((i for i, p in enumerate(preds) if p >= target),
+                                               len(side) - 1))
+    found.append(trials.result(hi))
   low = target * (1 - TOLERANCE)
   # Reaching first; then within the tolerance above rather than further; then the closest.
   counts, pred, got, at = min(found, key=lambda f: (f[2] < low, f[2] > target * (1 + TOLERANCE),
                                                     abs(f[2] / target - 1)))
-  tries[at]["kept"] = True
+  trials.tries[at]["kept"] = True
   if got < low:
     logging.warning("--target_speedup=%g: not reached; the fastest allocation on the path "
                     "measured %.2fx.", target, got)
-  return Plan(counts, target, pred, got, got >= low, tries, table.source)
+  return Plan(counts, target, pred, got, got >= low, trials.tries, table.source)
+
+
+class _Trials:
+  """Times allocations of the path being searched (each allocation once, whichever path it
+  is met on) and keeps every try for the report."""
+
+  def __init__(self, a: surgery.Analysis, target: float, time_pair: Callable):
+    self.a, self.target, self.time_pair = a, target, time_pair
+    self.tries, self.seen = [], {}
+    self.steps, self.preds, self.measured, self.label = [], [], {}, "main"
+
+  def follow(self, steps, preds, label: str) -> None:
+    """Searches `steps` (predicted `preds`) next: main, side 1, side 2, ..."""
+    self.steps, self.preds, self.measured, self.label = steps, preds, {}, label
+
+  def reaches(self, i: int) -> bool:
+    """Whether step i, timed (once), reaches the target within TOLERANCE."""
+    counts = self.steps[i]
+    key = tuple(sorted(counts.items()))
+    if key in self.seen:  # Timed on an earlier path.
+      self.measured[i] = self.seen[key]
+    if i not in self.measured:
+      small = surgery.shrink(self.a, {g.id: np.arange(counts[",".join(g.producers)])
+                                      for g in self.a.prunable()
+                                      if ",".join(g.producers) in counts})
+      self.measured[i] = self.seen[key] = self.time_pair(small).paired
+      self.tries.append({"path": self.label, "step": i, "predicted": self.preds[i],
+                         "measured": self.measured[i], "counts": dict(counts), "kept": False})
+      logging.info("Speed target %.2fx: step %d of %d, predicted %.2fx, measured %.2fx: %s.",
+                   self.target, i, len(self.steps) - 1, self.preds[i], self.measured[i], counts)
+    return self.measured[i] >= self.target * (1 - TOLERANCE)
+
+  def result(self, i: int):
+    """(counts, predicted, measured, index of its latest try) of step i."""
+    counts = self.steps[i]
+    latest = max(j for j, t in enumerate(self.tries) if t["counts"] == counts)
+    return counts, self.preds[i], self.measured[i], latest
 
 
 def search(steps, reaches, first: int):

@@ -8,9 +8,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from pipeline.data import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline.models import macs as macs_lib
+from pipeline.models import sparsity
 from pipeline.structured import rounding
 from pipeline.structured import surgery
 from pipeline.models import train as train_lib
@@ -83,6 +83,35 @@ def _activation_point(a: surgery.Analysis, producer: str) -> str:
   return _follow(a, producer, _NONLINEAR)
 
 
+def _activation_stats(a: surgery.Analysis, criterion: str, names, x: np.ndarray,
+                      y: np.ndarray) -> Dict[str, np.ndarray]:
+  """{layer: per-channel statistic over `x`} for apoz, mean_activation or taylor, summed batch
+  by batch: never the activation maps themselves (on a MobileNet those are hundreds of MB per
+  layer for 512 images)."""
+  # get_output_at(-1): a Sequential model's layers were called again by
+  # flatten.as_functional; their first output belongs to the Sequential's own graph, which
+  # a.model's input does not reach ("Graph disconnected").
+  probe = keras.Model(a.model.inputs, [a.model.get_layer(n).get_output_at(-1) for n in names]
+                      + [a.model.output])
+  loss_fn = keras.losses.SparseCategoricalCrossentropy()
+  stats = {}
+  for start in range(0, len(x), 128):
+    with tf.GradientTape() as tape:
+      outs = probe(x[start:start + 128], training=False)
+      loss = loss_fn(y[start:start + 128], outs[-1])
+    g = tape.gradient(loss, outs[:-1]) if criterion == "taylor" else [None] * len(names)
+    for n, o, gr in zip(names, outs[:-1], g):
+      o = o.numpy().reshape(o.shape[0], -1, o.shape[-1])
+      if criterion == "apoz":  # Hu et al.: channels that are mostly zero carry little.
+        batch = np.mean(o > 0, axis=1).sum(0)
+      elif criterion == "mean_activation":
+        batch = o.mean(axis=1).sum(0)
+      else:  # Molchanov et al. 2017: |mean over positions of activation x gradient|.
+        batch = np.abs((o * gr.numpy().reshape(o.shape)).mean(axis=1)).sum(0)
+      stats[n] = stats.get(n, 0.0) + batch
+  return {n: v / len(x) for n, v in stats.items()}
+
+
 def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
            y: np.ndarray) -> Dict[int, np.ndarray]:
   """Per-channel importance of every prunable group (higher = keep); coupled producers add up.
@@ -101,32 +130,8 @@ def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
   groups = a.prunable()
   points = {p: (_activation_point(a, p) if criterion in ("apoz", "mean_activation", "taylor")
                 else p) for g in groups for p in g.producers}
-  # Per-channel statistics summed batch by batch, never the activation maps themselves (on a
-  # MobileNet those are hundreds of MB per layer for 512 images).
-  stats = {}
-  if criterion in ("apoz", "mean_activation", "taylor"):
-    names = sorted(set(points.values()))
-    # get_output_at(-1): a Sequential model's layers were called again by
-    # surgery.as_functional; their first output belongs to the Sequential's own graph, which
-    # a.model's input does not reach ("Graph disconnected").
-    probe = keras.Model(a.model.inputs, [a.model.get_layer(n).get_output_at(-1) for n in names]
-                        + [a.model.output])
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
-    for start in range(0, len(x), 128):
-      with tf.GradientTape() as tape:
-        outs = probe(x[start:start + 128], training=False)
-        loss = loss_fn(y[start:start + 128], outs[-1])
-      g = tape.gradient(loss, outs[:-1]) if criterion == "taylor" else [None] * len(names)
-      for n, o, gr in zip(names, outs[:-1], g):
-        o = o.numpy().reshape(o.shape[0], -1, o.shape[-1])
-        if criterion == "apoz":  # Hu et al.: channels that are mostly zero carry little.
-          batch = np.mean(o > 0, axis=1).sum(0)
-        elif criterion == "mean_activation":
-          batch = o.mean(axis=1).sum(0)
-        else:  # Molchanov et al. 2017: |mean over positions of activation x gradient|.
-          batch = np.abs((o * gr.numpy().reshape(o.shape)).mean(axis=1)).sum(0)
-        stats[n] = stats.get(n, 0.0) + batch
-    stats = {n: v / len(x) for n, v in stats.items()}
+  stats = (_activation_stats(a, criterion, sorted(set(points.values())), x, y)
+            if criterion in ("apoz", "mean_activation", "taylor") else {})
   out = {}
   if criterion == "bn_gamma":
     with_bn = [g for g in groups if all(_follow(a, p, ("BatchNormalization",)) != p
@@ -207,6 +212,28 @@ def toward(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], counts: Dic
   return keep
 
 
+def _shrink_checked(a: surgery.Analysis, keep, x: np.ndarray, step: int):
+  """The model with only `keep`'s channels, checked against the masked original on `x`: exactly
+  for the groups that fold exactly. Returns (model, the step's report fields).
+
+  Raises:
+    RuntimeError: the shrunken model differs from the masked original (a surgery bug).
+  """
+  small = surgery.shrink(a, keep)
+  diff = surgery.max_output_difference(a, keep, small, x)
+  approximate = [",".join(a.groups[g].producers) for g in a.approximate
+                 if g in keep and len(keep[g]) < a.groups[g].size]
+  if approximate:  # The exact groups alone must still give the masked model exactly.
+    exact_keep = {g: k for g, k in keep.items() if g not in a.approximate}
+    exact_diff = surgery.max_output_difference(a, exact_keep, surgery.shrink(a, exact_keep), x)
+  else:
+    exact_diff = diff
+  if exact_diff > EQUIVALENCE_TOLERANCE:
+    raise RuntimeError(f"structured step {step + 1}: shrunken model differs from the masked "
+                       f"original by {exact_diff:.2e} (> {EQUIVALENCE_TOLERANCE:g})")
+  return small, {"max_abs_diff_vs_masked": diff, "approximate_groups": approximate}
+
+
 def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
                      workdir: str, callbacks=(),
                      counts: Optional[Dict[str, int]] = None) -> StructuredResult:
@@ -222,7 +249,7 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
   """
   x_cal, y_cal = data_lib.sample(data.train, cfg.calibration_examples, cfg.seed)
   # Every step keeps the same fraction, so that k steps keep 1 - structured_rate in all.
-  per_step = 1.0 - (1.0 - cfg.structured_rate) ** (1.0 / cfg.structured_steps)
+  per_step = sparsity.after_steps(cfg.structured_rate, 1, cfg.structured_steps)
   current, steps, skipped = model, [], {}
   params0, macs0 = model.count_params(), macs_lib.count(model)
   fold, fold_reason = choose_fold(model, cfg)
@@ -235,41 +262,27 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     s = scores(a, cfg.structured_criterion, x_cal, y_cal)
     skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
                     for g in a.prunable() if g.id not in s for p in g.producers})
-    if counts:  # From the latency table (pipeline/speed_target.py).
+    if counts:  # From the latency table (pipeline/planning/speed_target.py).
       keep = toward(a, s, counts, start, (step + 1) / cfg.structured_steps)
     else:
       keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
       keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
                                         cfg.channel_multiple, cfg.min_channels)
       skipped.update({p: why for g, why in whole.items() for p in a.groups[g].producers})
-    small = surgery.shrink(a, keep)
-    diff = surgery.max_output_difference(a, keep, small, x_cal[:64])
-    approximate = [",".join(a.groups[g].producers) for g in a.approximate
-                   if g in keep and len(keep[g]) < a.groups[g].size]
-    if approximate:  # The exact groups alone must still give the masked model exactly.
-      exact_keep = {g: k for g, k in keep.items() if g not in a.approximate}
-      exact_diff = surgery.max_output_difference(a, exact_keep, surgery.shrink(a, exact_keep),
-                                                 x_cal[:64])
-    else:
-      exact_diff = diff
-    if exact_diff > EQUIVALENCE_TOLERANCE:
-      raise RuntimeError(f"structured step {step + 1}: shrunken model differs from the masked "
-                         f"original by {exact_diff:.2e} (> {EQUIVALENCE_TOLERANCE:g})")
-    steps.append({"step": step + 1, "max_abs_diff_vs_masked": diff,
-                  "approximate_groups": approximate,
+    small, checked = _shrink_checked(a, keep, x_cal[:64], step)
+    steps.append({"step": step + 1, **checked,
                   "groups": {",".join(g.producers): [g.size, len(keep.get(g.id, range(g.size)))]
                              for g in a.prunable()}})
     logging.info("Structured step %d/%d (%s, %s): %d -> %d parameters; equals the masked "
                  "original to %.1e.", step + 1, cfg.structured_steps, cfg.structured_criterion,
-                 cfg.structured_scope, current.count_params(), small.count_params(), diff)
+                 cfg.structured_scope, current.count_params(), small.count_params(),
+                 checked["max_abs_diff_vs_masked"])
     # --fine_tune_epochs=0 (allowed for one-shot pruning) fine-tunes nothing here either.
-    epochs = max(1, cfg.fine_tune_epochs // cfg.structured_steps) if cfg.fine_tune_epochs else 0
-    if epochs:
-      train_lib.fit(small, data, epochs=epochs, batch_size=cfg.batch_size,
-                    learning_rate=cfg.fine_tune_learning_rate, seed=cfg.seed + step,
-                    log_dir=os.path.join(workdir, "logs", f"structured_{step + 1}"),
-                    verbose=cfg.verbose, callbacks=callbacks,
-                    augment=augment_lib.augmentation(cfg))
+    if cfg.fine_tune_epochs:
+      train_lib.fine_tune(small, data, cfg,
+                          os.path.join(workdir, "logs", f"structured_{step + 1}"),
+                          epochs=max(1, cfg.fine_tune_epochs // cfg.structured_steps),
+                          seed=cfg.seed + step, callbacks=callbacks)
     current = small
   for producer, reason in sorted(skipped.items()):
     logging.info("Structured: left %s whole: %s.", producer, reason)

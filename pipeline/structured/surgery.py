@@ -149,48 +149,11 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
   sp = _Spaces()
   in_space, out_space = {}, {}
   for lc in config["layers"]:
-    name, cls, nodes = lc["name"], lc["class_name"], lc["inbound_nodes"]
-    layer = layers[name]
+    name = lc["name"]
     inputs = [out_space[n[0]] for n in _inbound(lc)]
     if inputs:
       in_space[name] = inputs[0]
-    if cls == "InputLayer":
-      out_space[name] = ("fixed", _channels(layer))
-      continue
-    if len(nodes) > 1:
-      for s in inputs:
-        sp.block(s, f"{name} is used more than once")
-      out_space[name] = ("fixed", _channels(layer))
-      continue
-    if cls in PRODUCERS and not (cls == "Conv2D" and layer.groups != 1):
-      out_space[name] = sp.new(_channels(layer), name)
-      if lc["config"].get("activation") == "softmax":  # Its channels depend on each other.
-        sp.block(out_space[name], f"{name} ends in a softmax over its channels")
-      if skip and re.fullmatch(skip, name):
-        sp.block(out_space[name], f"{name} matches --structured_skip_layers")
-    elif (cls in PASS_THROUGH and not (cls == "DepthwiseConv2D" and layer.depth_multiplier != 1)
-          or _scalar_op(lc, layer) is not None):
-      out_space[name] = inputs[0]
-    elif cls == "Flatten" and len(layer.input.shape) == 4:
-      h, w = int(layer.input.shape[1]), int(layer.input.shape[2])
-      out_space[name] = ("flat", inputs[0], h * w)
-    elif cls in JOINS:
-      groups = [s for s in inputs if s[0] == "group"]
-      if len(groups) != len(inputs):
-        for s in inputs:
-          sp.block(s, f"{name} joins it with channels that cannot be removed")
-        out_space[name] = ("fixed", _channels(layer))
-      else:
-        root = groups[0][1]
-        for s in groups[1:]:
-          root = sp.union(root, s[1])
-        out_space[name] = ("group", root)
-    elif cls == "Concatenate" and layer.axis in (-1, len(layer.output.shape) - 1):
-      out_space[name] = ("concat", tuple(inputs))
-    else:
-      for s in inputs:
-        sp.block(s, f"{name} ({cls}) is not supported by the surgery")
-      out_space[name] = ("fixed", _channels(layer))
+    out_space[name] = _space_of(lc, layers[name], inputs, sp, skip)
   for out in config["output_layers"]:
     sp.block(out_space[out[0]], "it is the model's output (the classifier is never pruned)",
              override=True)
@@ -207,6 +170,46 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
     elif sp.groups[group_id].blocked is None:
       analysis.approximate[group_id] = reason
   return analysis
+
+
+def _space_of(lc: dict, layer, inputs: list, sp: "_Spaces", skip: str):
+  """The channel space of one layer's output, given its inputs' spaces: a new group (a
+  producer), its input's (a pass-through), a join of its inputs, or fixed (blocking what
+  feeds it, with the reason)."""
+  name, cls = lc["name"], lc["class_name"]
+  if cls == "InputLayer":
+    return ("fixed", _channels(layer))
+  if len(lc["inbound_nodes"]) > 1:
+    for s in inputs:
+      sp.block(s, f"{name} is used more than once")
+    return ("fixed", _channels(layer))
+  if cls in PRODUCERS and not (cls == "Conv2D" and layer.groups != 1):
+    space = sp.new(_channels(layer), name)
+    if lc["config"].get("activation") == "softmax":  # Its channels depend on each other.
+      sp.block(space, f"{name} ends in a softmax over its channels")
+    if skip and re.fullmatch(skip, name):
+      sp.block(space, f"{name} matches --structured_skip_layers")
+    return space
+  if (cls in PASS_THROUGH and not (cls == "DepthwiseConv2D" and layer.depth_multiplier != 1)
+      or _scalar_op(lc, layer) is not None):
+    return inputs[0]
+  if cls == "Flatten" and len(layer.input.shape) == 4:
+    return ("flat", inputs[0], int(layer.input.shape[1]) * int(layer.input.shape[2]))
+  if cls in JOINS:
+    groups = [s for s in inputs if s[0] == "group"]
+    if len(groups) == len(inputs):
+      root = groups[0][1]
+      for s in groups[1:]:
+        root = sp.union(root, s[1])
+      return ("group", root)
+    for s in inputs:
+      sp.block(s, f"{name} joins it with channels that cannot be removed")
+    return ("fixed", _channels(layer))
+  if cls == "Concatenate" and layer.axis in (-1, len(layer.output.shape) - 1):
+    return ("concat", tuple(inputs))
+  for s in inputs:
+    sp.block(s, f"{name} ({cls}) is not supported by the surgery")
+  return ("fixed", _channels(layer))
 
 
 def _zero_producer_values(a: Analysis) -> Dict[str, np.ndarray]:
@@ -403,8 +406,7 @@ def _sliced(old, cls, k_in, k_out, fold):
 def masked(a: Analysis, keep: Dict[int, np.ndarray]) -> keras.Model:
   """The original model with every removed channel zeroed at its producers (weights and bias):
   the reference the shrunken model must match before any fine-tuning."""
-  ref = keras.models.clone_model(a.model)
-  ref.set_weights(a.model.get_weights())
+  ref = flatten.clone_with_weights(a.model)
   for g in a.groups.values():
     if g.id not in keep:
       continue
