@@ -115,25 +115,44 @@ def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, refer
     x86 outputs (the same top-1 class on every image; float32 within the x86 gate's 1e-4).
   """
   with tempfile.TemporaryDirectory(prefix="arm-check-") as tmp:
-    result = _run_guest(files, images, rt, tmp, runs, rounds, warmup_runs, timeout_s, progress)
-    return _results(files, images, result, reference, formats)
+    request = _write_request(tmp, files, images, runs, rounds, warmup_runs)
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = _guest_env(rt, project)
+    log = os.path.join(tmp, "guest.log")
+    returncode, timed_out = _run_guest(rt, request, env, project, log, timeout_s, progress)
+    result = _read_result(tmp, log, returncode, timed_out, timeout_s)
+    timings = {t["name"]: timing_lib.Timing(**t) for t in result["timings"]}
+    return [_compare(name, path, images, result["files"][name], timings, reference, formats)
+            for name, path in files.items()]
 
 
-def _run_guest(files, images, rt: emulator.Runtime, tmp: str, runs: int, rounds: int,
-               warmup_runs: int, timeout_s: float, progress) -> dict:
-  """Runs export/arm_guest.py under the emulator on `files` and `images`; returns the guest's
-  result.json (each file's outputs, delegate, fallback, and the interleaved timings)."""
+def _write_request(tmp: str, files: Dict[str, str], images: np.ndarray, runs: int,
+                   rounds: int, warmup_runs: int) -> str:
+  """Saves the images and the guest's request (files, timing settings) in `tmp`; its path."""
   inputs = os.path.join(tmp, "inputs.npy")
   np.save(inputs, images.astype(np.float32))
   request = os.path.join(tmp, "request.json")
   with open(request, "w") as f:
     json.dump({"files": {n: os.path.abspath(p) for n, p in files.items()}, "inputs": inputs,
                "out_dir": tmp, "runs": runs, "rounds": rounds, "warmup_runs": warmup_runs}, f)
-  project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return request
+
+
+def _guest_env(rt: emulator.Runtime, project: str) -> Dict[str, str]:
+  """The emulated Python's environment: the arm64 site-packages and the project importable."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([rt.site, project]), PYTHONNOUSERSITE="1",
              TF_CPP_MIN_LOG_LEVEL="2")
   env.pop("PYTHONHOME", None)
-  log = os.path.join(tmp, "guest.log")
+  return env
+
+
+def _run_guest(rt: emulator.Runtime, request: str, env: Dict[str, str], project: str, log: str,
+               timeout_s: float, progress: Optional[Callable[[str], None]]):
+  """Runs export.arm_guest under the emulator, its output to `log`, killed after `timeout_s`.
+
+  Returns:
+    (exit status, whether the timeout killed it).
+  """
   timed_out = threading.Event()
   with open(log, "w") as err, subprocess.Popen(
       emulator.command(rt, ["-m", "export.arm_guest", request]), env=env, cwd=project,
@@ -152,36 +171,44 @@ def _run_guest(files, images, rt: emulator.Runtime, tmp: str, runs: int, rounds:
           progress(line.strip())
     finally:
       timer.cancel()
+  return p.returncode, timed_out.is_set()
+
+
+def _read_result(tmp: str, log: str, returncode: int, timed_out: bool,
+                 timeout_s: float) -> dict:
+  """The guest's result.json.
+
+  Raises:
+    RuntimeError: the run timed out, failed, or wrote no result (with the log's last line).
+  """
   result_path = os.path.join(tmp, "result.json")
-  if timed_out.is_set():
+  if timed_out:
     raise RuntimeError(f"the emulated arm64 run timed out after {timeout_s:g} s (timeout_s); "
                        "use fewer or smaller files, or fewer examples and runs")
-  if p.returncode or not os.path.exists(result_path):
+  if returncode or not os.path.exists(result_path):
     with open(log) as f:
-      lines = [l for l in f.read().splitlines() if l.strip()] or [f"exit {p.returncode}"]
-    raise RuntimeError(f"the emulated arm64 run failed (exit {p.returncode}): {lines[-1]}")
+      lines = [l for l in f.read().splitlines() if l.strip()] or [f"exit {returncode}"]
+    raise RuntimeError(f"the emulated arm64 run failed (exit {returncode}): {lines[-1]}")
   with open(result_path) as f:
     return json.load(f)
 
 
-def _results(files, images, result: dict, reference: str, formats) -> List[Result]:
-  """Each file's arm64 outputs against its x86 outputs on the same images, and its timing."""
-  timings = {t["name"]: timing_lib.Timing(**t) for t in result["timings"]}
-  out = []
-  for name, path in files.items():
-    arm = np.load(result["files"][name]["outputs"])
-    x86 = litert.predict(litert.open_model(path), images, batch_size=1)
-    same = np.argmax(arm, -1) == np.argmax(x86, -1)
-    fmt = (formats or {}).get(name) or file_format(path)
-    diff = float(np.max(np.abs(arm - x86)))
-    reason = result["files"][name]["fallback_reason"]
-    out.append(Result(
-        name, fmt, result["files"][name]["delegate"] == "xnnpack", reason, diff,
-        float(np.mean(same)), outside(fmt, same, diff),
-        timings[name].p50_ms if name in timings else None,
-        timing_lib.speedup(timings[reference], timings[name])
-        if name != reference and {name, reference} <= set(timings) else None))
-  return out
+def _compare(name: str, path: str, images: np.ndarray, guest: dict,
+             timings: Dict[str, timing_lib.Timing], reference: str,
+             formats: Optional[Dict[str, str]]) -> Result:
+  """One file's Result: its arm64 outputs (`guest`) against x86's, and its emulated timing."""
+  arm = np.load(guest["outputs"])
+  x86 = litert.predict(litert.open_model(path), images, batch_size=1)
+  same = np.argmax(arm, -1) == np.argmax(x86, -1)
+  fmt = (formats or {}).get(name) or file_format(path)
+  diff = float(np.max(np.abs(arm - x86)))
+  reason = guest["fallback_reason"]
+  return Result(
+      name, fmt, guest["delegate"] == "xnnpack", reason, diff,
+      float(np.mean(same)), outside(fmt, same, diff),
+      timings[name].p50_ms if name in timings else None,
+      timing_lib.speedup(timings[reference], timings[name])
+      if name != reference and {name, reference} <= set(timings) else None)
 
 
 def to_markdown(results: Sequence[Result], reference: str) -> str:

@@ -170,41 +170,49 @@ def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
   Returns:
     One Timing per configuration, in the order files x delegates x threads.
   """
-  configs = _open_and_warm(files, threads, delegates, warmup_runs)
-  _timed_rounds(configs, max(1, runs // rounds), rounds, progress)
-  return [Timing(
-      name=c["name"], path=c["path"], delegate_requested=c["delegate_requested"],
-      delegate=c["opened"].delegate, fallback_reason=c["opened"].fallback_reason or "",
-      threads=c["threads"], warmup_runs=warmup_runs, runs=sum(map(len, c["rounds"])),
-      **summarize(c["rounds"]), load_ms=c["load_ms"], peak_rss_increase_mb=c["rss_mb"],
-      bytes=c["bytes"], gzip_bytes=c["gzip_bytes"]) for c in configs]
+  configs = _open_all(files, threads, delegates, warmup_runs)
+  _time_rounds(configs, runs, rounds, progress)
+  return [_to_timing(c, warmup_runs) for c in configs]
 
 
-def _open_and_warm(files, threads, delegates, warmup_runs: int) -> List[dict]:
-  """Every file x delegate x thread count opened (load time and memory measured) and warmed."""
+def _open_all(files: Dict[str, str], threads: Sequence[int], delegates: Sequence[str],
+              warmup_runs: int) -> List[dict]:
+  """Opens and warms up every configuration, in the order files x delegates x threads."""
   configs = []
   for name, path in files.items():
     size, gz = file_sizes(path)
     for delegate in delegates:
       for n in threads:
-        rss0 = _status_kb("VmRSS")
-        exact_peak = _reset_peak_rss()
-        t0 = time.perf_counter()
-        opened = litert.open_model(path, threads=n, delegate=delegate)
-        load_ms = (time.perf_counter() - t0) * 1e3
-        _fill_inputs(opened.interpreter)
-        for _ in range(max(1, warmup_runs)):
-          opened.interpreter.invoke()
-        peak = _status_kb("VmHWM") if exact_peak else _status_kb("VmRSS")
-        configs.append(dict(name=name, path=path, delegate_requested=delegate, opened=opened,
-                            threads=n, load_ms=load_ms, rss_mb=max(0.0, (peak - rss0) / 1024),
-                            bytes=size, gzip_bytes=gz, rounds=[]))
+        configs.append(_open_config(name, path, delegate, n, warmup_runs, size, gz))
   return configs
 
 
-def _timed_rounds(configs: List[dict], per_round: int, rounds: int, progress) -> None:
-  """`rounds` interleaved rounds, each starting one configuration later; only invoke() is
-  timed. Appends each round's samples (ns) to its configuration's "rounds"."""
+def _open_config(name: str, path: str, delegate: str, n: int, warmup_runs: int, size: int,
+                 gz: int) -> dict:
+  """Opens one configuration, sets its inputs and warms it up, measuring load time and memory.
+
+  Returns:
+    The configuration: its opened model, load_ms, rss_mb, sizes and an empty list of rounds.
+  """
+  rss0 = _status_kb("VmRSS")
+  exact_peak = _reset_peak_rss()
+  t0 = time.perf_counter()
+  opened = litert.open_model(path, threads=n, delegate=delegate)
+  load_ms = (time.perf_counter() - t0) * 1e3
+  _fill_inputs(opened.interpreter)
+  for _ in range(max(1, warmup_runs)):
+    opened.interpreter.invoke()
+  peak = _status_kb("VmHWM") if exact_peak else _status_kb("VmRSS")
+  return dict(name=name, path=path, delegate_requested=delegate, opened=opened,
+              threads=n, load_ms=load_ms, rss_mb=max(0.0, (peak - rss0) / 1024),
+              bytes=size, gzip_bytes=gz, rounds=[])
+
+
+def _time_rounds(configs: List[dict], runs: int, rounds: int,
+                 progress: Optional[Callable[[int, int], None]]) -> None:
+  """Times every configuration in `rounds` rotated rounds, appending each round's samples
+  (nanoseconds per invoke) to its "rounds"."""
+  per_round = max(1, runs // rounds)
   for r in range(rounds):
     shift = r % len(configs)
     for c in configs[shift:] + configs[:shift]:
@@ -217,6 +225,16 @@ def _timed_rounds(configs: List[dict], per_round: int, rounds: int, progress) ->
         samples.append(time.perf_counter_ns() - t0)
     if progress:
       progress(r + 1, rounds)
+
+
+def _to_timing(c: dict, warmup_runs: int) -> Timing:
+  """The Timing of one timed configuration."""
+  return Timing(
+      name=c["name"], path=c["path"], delegate_requested=c["delegate_requested"],
+      delegate=c["opened"].delegate, fallback_reason=c["opened"].fallback_reason or "",
+      threads=c["threads"], warmup_runs=warmup_runs, runs=sum(map(len, c["rounds"])),
+      **summarize(c["rounds"]), load_ms=c["load_ms"], peak_rss_increase_mb=c["rss_mb"],
+      bytes=c["bytes"], gzip_bytes=c["gzip_bytes"])
 
 
 def to_markdown(results: Sequence[Timing], reference: str) -> str:

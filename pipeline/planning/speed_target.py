@@ -1,8 +1,8 @@
 """`--target_speedup=3`: structured rates chosen to reach a measured speed-up (NetAdapt's idea).
 
-1. A latency table (pipeline/latency_table.py) gives, for each prunable channel group, the
-   latency of the model with only that group shrunk to each candidate count: timed here with
-   LiteRT, or read from a device's table (--latency_table).
+1. A latency table (pipeline/planning/latency_table.py) gives, for each prunable channel
+   group, the latency of the model with only that group shrunk to each candidate count: timed
+   here with LiteRT, or read from a device's table (--latency_table).
 2. The predicted loss of each candidate is the validation cross-entropy increase with that
    group's lowest-scored channels zeroed (no fine-tuning). Not the accuracy drop: on 2,000
    images it is flat for small cuts, so a group whose cuts save almost no time looked free
@@ -164,8 +164,21 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
   trials = _Trials(a, target, time_pair)
   trials.follow(steps, preds, "main")
   lo, hi = search(steps, trials.reaches, first)
-  found = [trials.result(hi)]
-  held = set()
+  found = [trials.result(hi)] + _held_paths(table, losses, trials, steps, lo, hi, target)
+  low = target * (1 - TOLERANCE)
+  counts, pred, got, at = _best(found, target)
+  trials.tries[at]["kept"] = True
+  if got < low:
+    logging.warning("--target_speedup=%g: not reached; the fastest allocation on the path "
+                    "measured %.2fx.", target, got)
+  return Plan(counts, target, pred, got, got >= low, trials.tries, table.source)
+
+
+def _held_paths(table: table_lib.Table, losses: Dict[str, List[float]], trials: "_Trials",
+                steps: List[Dict[str, int]], lo: int, hi: int, target: float) -> list:
+  """The results (as `_Trials.result`) found on side paths, searched while the step kept
+  (steps[hi], right after steps[lo]) overshoots the target by more than TOLERANCE."""
+  found, held = [], set()
   while trials.measured[hi] > target * (1 + TOLERANCE) and hi - lo == 1:
     # One coarse step jumped over the target (a narrow layer's 8 channels can be a third of
     # the latency): go on from the step before it with that group held, in the other groups'
@@ -179,15 +192,15 @@ def plan(a: surgery.Analysis, table: table_lib.Table, losses: Dict[str, List[flo
     lo, hi = search(side, trials.reaches, next((i for i, p in enumerate(preds) if p >= target),
                                                len(side) - 1))
     found.append(trials.result(hi))
+  return found
+
+
+def _best(found: list, target: float):
+  """The result (counts, predicted, measured, try index) to keep of those `found`."""
   low = target * (1 - TOLERANCE)
   # Reaching first; then within the tolerance above rather than further; then the closest.
-  counts, pred, got, at = min(found, key=lambda f: (f[2] < low, f[2] > target * (1 + TOLERANCE),
-                                                    abs(f[2] / target - 1)))
-  trials.tries[at]["kept"] = True
-  if got < low:
-    logging.warning("--target_speedup=%g: not reached; the fastest allocation on the path "
-                    "measured %.2fx.", target, got)
-  return Plan(counts, target, pred, got, got >= low, trials.tries, table.source)
+  return min(found, key=lambda f: (f[2] < low, f[2] > target * (1 + TOLERANCE),
+                                   abs(f[2] / target - 1)))
 
 
 class _Trials:

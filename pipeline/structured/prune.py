@@ -23,6 +23,7 @@ CRITERIA = config_lib.STRUCTURED_CRITERIA
 SCOPES = config_lib.STRUCTURED_SCOPES
 EQUIVALENCE_TOLERANCE = 1e-5
 _NONLINEAR = ("ReLU", "Activation", "LeakyReLU", "ELU")
+_ACTIVATION_CRITERIA = ("apoz", "mean_activation", "taylor")  # Read from activations.
 
 
 def choose_fold(model: keras.Model, cfg: Config):
@@ -128,32 +129,51 @@ def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
   if criterion not in CRITERIA:
     raise ValueError(f"--structured_criterion={criterion}: unknown; valid: {', '.join(CRITERIA)}")
   groups = a.prunable()
-  points = {p: (_activation_point(a, p) if criterion in ("apoz", "mean_activation", "taylor")
+  points, stats = _read_points(a, criterion, groups, x, y)
+  if criterion == "bn_gamma":
+    groups = _groups_with_bn(a, groups)  # The others are not scored, so they stay whole.
+  return {g.id: _group_score(a, criterion, g, points, stats) for g in groups}
+
+
+def _read_points(a: surgery.Analysis, criterion: str, groups, x: np.ndarray, y: np.ndarray):
+  """(points, stats): where each producer of `groups` is read (producer -> layer), and the
+  activation statistics at those layers (empty for weight-based criteria)."""
+  points = {p: (_activation_point(a, p) if criterion in _ACTIVATION_CRITERIA
                 else p) for g in groups for p in g.producers}
   stats = (_activation_stats(a, criterion, sorted(set(points.values())), x, y)
-            if criterion in ("apoz", "mean_activation", "taylor") else {})
-  out = {}
-  if criterion == "bn_gamma":
-    with_bn = [g for g in groups if all(_follow(a, p, ("BatchNormalization",)) != p
-                                        for p in g.producers)]
-    if not with_bn:
-      raise ValueError("--structured_criterion=bn_gamma: no BatchNormalization follows any "
-                       "prunable layer; use l1 or an activation criterion for this model")
-    groups = with_bn  # The others are not scored, so they stay whole.
-  for g in groups:
-    total = np.zeros(g.size)
-    for p in g.producers:
-      if criterion in ("l1", "l2"):
-        k = _producer_kernel(a.model.get_layer(p)).reshape(-1, g.size)
-        total += np.abs(k).sum(0) if criterion == "l1" else np.sqrt((k ** 2).sum(0))
-      elif criterion == "bn_gamma":
-        total += np.abs(a.model.get_layer(_follow(a, p, ("BatchNormalization",))).gamma.numpy())
-      elif criterion == "mean_activation":
-        total += np.abs(stats[points[p]])
-      else:  # apoz (as 1 - the average proportion of zeros) and taylor.
-        total += stats[points[p]]
-    out[g.id] = total
-  return out
+           if criterion in _ACTIVATION_CRITERIA else {})
+  return points, stats
+
+
+def _groups_with_bn(a: surgery.Analysis, groups) -> list:
+  """The groups whose every producer is followed by a BatchNormalization (for bn_gamma).
+
+  Raises:
+    ValueError: there are none.
+  """
+  with_bn = [g for g in groups if all(_follow(a, p, ("BatchNormalization",)) != p
+                                      for p in g.producers)]
+  if not with_bn:
+    raise ValueError("--structured_criterion=bn_gamma: no BatchNormalization follows any "
+                     "prunable layer; use l1 or an activation criterion for this model")
+  return with_bn
+
+
+def _group_score(a: surgery.Analysis, criterion: str, g: surgery.Group, points: dict,
+                 stats: dict) -> np.ndarray:
+  """Per-channel importance of one group: its producers' scores added up."""
+  total = np.zeros(g.size)
+  for p in g.producers:
+    if criterion in ("l1", "l2"):
+      k = _producer_kernel(a.model.get_layer(p)).reshape(-1, g.size)
+      total += np.abs(k).sum(0) if criterion == "l1" else np.sqrt((k ** 2).sum(0))
+    elif criterion == "bn_gamma":
+      total += np.abs(a.model.get_layer(_follow(a, p, ("BatchNormalization",))).gamma.numpy())
+    elif criterion == "mean_activation":
+      total += np.abs(stats[points[p]])
+    else:  # apoz (as 1 - the average proportion of zeros) and taylor.
+      total += stats[points[p]]
+  return total
 
 
 def check_criterion(model: keras.Model, criterion: str) -> None:
@@ -253,8 +273,7 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
   current, steps, skipped = model, [], {}
   params0, macs0 = model.count_params(), macs_lib.count(model)
   fold, fold_reason = choose_fold(model, cfg)
-  start = counts and {",".join(g.producers): g.size  # --target_speedup's steps start here.
-                      for g in surgery.analyze(model, cfg.structured_skip_layers, fold).prunable()}
+  start = _start_counts(model, cfg, fold, counts)
   logging.info("Structured fold: %s (%s).", fold, fold_reason)
   for step in range(cfg.structured_steps):
     a = surgery.analyze(current, cfg.structured_skip_layers, fold)
@@ -262,29 +281,57 @@ def prune_structures(model: keras.Model, data: data_lib.Dataset, cfg: Config,
     s = scores(a, cfg.structured_criterion, x_cal, y_cal)
     skipped.update({p: f"{cfg.structured_criterion} cannot score it (no BatchNormalization follows)"
                     for g in a.prunable() if g.id not in s for p in g.producers})
-    if counts:  # From the latency table (pipeline/planning/speed_target.py).
-      keep = toward(a, s, counts, start, (step + 1) / cfg.structured_steps)
-    else:
-      keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
-      keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
-                                        cfg.channel_multiple, cfg.min_channels)
-      skipped.update({p: why for g, why in whole.items() for p in a.groups[g].producers})
+    keep, whole = _step_keep(a, s, cfg, step, per_step, counts, start)
+    skipped.update(whole)
     small, checked = _shrink_checked(a, keep, x_cal[:64], step)
-    steps.append({"step": step + 1, **checked,
-                  "groups": {",".join(g.producers): [g.size, len(keep.get(g.id, range(g.size)))]
-                             for g in a.prunable()}})
+    steps.append(_step_report(a, keep, step, checked))
     logging.info("Structured step %d/%d (%s, %s): %d -> %d parameters; equals the masked "
                  "original to %.1e.", step + 1, cfg.structured_steps, cfg.structured_criterion,
                  cfg.structured_scope, current.count_params(), small.count_params(),
                  checked["max_abs_diff_vs_masked"])
-    # --fine_tune_epochs=0 (allowed for one-shot pruning) fine-tunes nothing here either.
-    if cfg.fine_tune_epochs:
-      train_lib.fine_tune(small, data, cfg,
-                          os.path.join(workdir, "logs", f"structured_{step + 1}"),
-                          epochs=max(1, cfg.fine_tune_epochs // cfg.structured_steps),
-                          seed=cfg.seed + step, callbacks=callbacks)
+    _fine_tune_step(small, data, cfg, workdir, step, callbacks)
     current = small
   for producer, reason in sorted(skipped.items()):
     logging.info("Structured: left %s whole: %s.", producer, reason)
   return StructuredResult(current, steps, skipped, params0, current.count_params(), macs0,
                           macs_lib.count(current), fold, fold_reason)
+
+
+def _start_counts(model: keras.Model, cfg: Config, fold: str,
+                  counts: Optional[Dict[str, int]]) -> Optional[Dict[str, int]]:
+  """With `counts` (--target_speedup), every prunable group's size in `model`, where its
+  steps start; else `counts` itself (None or empty)."""
+  return counts and {",".join(g.producers): g.size
+                     for g in surgery.analyze(model, cfg.structured_skip_layers, fold).prunable()}
+
+
+def _step_keep(a: surgery.Analysis, s: Dict[int, np.ndarray], cfg: Config, step: int,
+               per_step: float, counts: Optional[Dict[str, int]],
+               start: Optional[Dict[str, int]]):
+  """(keep, whole) of one step: {group id: channels kept}, and {producer: why} for groups the
+  rounding to --channel_multiple left whole (none toward `counts`)."""
+  if counts:  # From the latency table (pipeline/planning/speed_target.py).
+    return toward(a, s, counts, start, (step + 1) / cfg.structured_steps), {}
+  keep = select(a, s, per_step, cfg.structured_scope, cfg.min_channels)
+  keep, whole = rounding.round_kept(keep, s, {g: a.groups[g].size for g in keep},
+                                    cfg.channel_multiple, cfg.min_channels)
+  return keep, {p: why for g, why in whole.items() for p in a.groups[g].producers}
+
+
+def _step_report(a: surgery.Analysis, keep, step: int, checked: dict) -> dict:
+  """One step's entry of StructuredResult.steps: channels before/after per group, and the
+  equivalence check's fields."""
+  return {"step": step + 1, **checked,
+          "groups": {",".join(g.producers): [g.size, len(keep.get(g.id, range(g.size)))]
+                     for g in a.prunable()}}
+
+
+def _fine_tune_step(small: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
+                    step: int, callbacks) -> None:
+  """Fine-tunes `small` after `step` for its share of fine_tune_epochs (none if that is 0)."""
+  # --fine_tune_epochs=0 (allowed for one-shot pruning) fine-tunes nothing here either.
+  if cfg.fine_tune_epochs:
+    train_lib.fine_tune(small, data, cfg,
+                        os.path.join(workdir, "logs", f"structured_{step + 1}"),
+                        epochs=max(1, cfg.fine_tune_epochs // cfg.structured_steps),
+                        seed=cfg.seed + step, callbacks=callbacks)

@@ -145,6 +145,18 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
   """
   model = flatten.as_functional(model)
   config = model.get_config()
+  sp, in_space, out_space = _trace_spaces(model, config, skip)
+  analysis = Analysis(model, sp.groups, in_space, out_space, config["layers"], {})
+  analysis.consts = _zero_producer_values(analysis)
+  if fold not in FOLDS:
+    raise ValueError(f"--structured_fold={fold}: unknown; valid: {', '.join(FOLDS)}")
+  _settle_inexact_folds(analysis, sp, fold)
+  return analysis
+
+
+def _trace_spaces(model: keras.Model, config: dict, skip: str):
+  """(spaces, in_space, out_space): every layer's input and output channel space, in
+  canonical form, with the groups reaching a model output blocked."""
   layers = {l.name: l for l in model.layers}
   sp = _Spaces()
   in_space, out_space = {}, {}
@@ -154,22 +166,28 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
     if inputs:
       in_space[name] = inputs[0]
     out_space[name] = _space_of(lc, layers[name], inputs, sp, skip)
+  _block_outputs(config, out_space, sp)
+  in_space = {k: sp.canonical(v) for k, v in in_space.items()}
+  out_space = {k: sp.canonical(v) for k, v in out_space.items()}
+  return sp, in_space, out_space
+
+
+def _block_outputs(config: dict, out_space: dict, sp: _Spaces) -> None:
+  """Blocks every group that reaches a model output: the classifier is never pruned."""
   for out in config["output_layers"]:
     sp.block(out_space[out[0]], "it is the model's output (the classifier is never pruned)",
              override=True)
-  in_space = {k: sp.canonical(v) for k, v in in_space.items()}
-  out_space = {k: sp.canonical(v) for k, v in out_space.items()}
-  analysis = Analysis(model, sp.groups, in_space, out_space, config["layers"], {})
-  analysis.consts = _zero_producer_values(analysis)
-  if fold not in FOLDS:
-    raise ValueError(f"--structured_fold={fold}: unknown; valid: {', '.join(FOLDS)}")
+
+
+def _settle_inexact_folds(analysis: Analysis, sp: _Spaces, fold: str) -> None:
+  """Groups whose constant meets zero padding: blocked ("exact"), or, if otherwise
+  prunable, listed in `analysis.approximate` ("approximate")."""
   inexact = _inexact_folds(analysis, sp)
   for group_id, reason in inexact.items():
     if fold == "exact":
       sp.block(("group", group_id), reason + ", so it cannot be folded exactly")
     elif sp.groups[group_id].blocked is None:
       analysis.approximate[group_id] = reason
-  return analysis
 
 
 def _space_of(lc: dict, layer, inputs: list, sp: "_Spaces", skip: str):

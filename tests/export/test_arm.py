@@ -2,6 +2,7 @@
 needing the emulator: `make arm`) a file that fails on arm64 XNNPACK reported as failing and a
 sparse file that qualifies running XNNPACK's sparse path."""
 
+import json
 import os
 
 import numpy as np
@@ -147,6 +148,7 @@ def _mobilenets(tmp_path, size=32):
 
 
 @pytest.mark.slow
+@pytest.mark.emulator
 def test_on_arm_a_sparse_file_fails_or_runs_the_sparse_path(runtime, tmp_path):
   paths, x = _mobilenets(tmp_path)
   # On x86 every file runs with XNNPACK (its sparse path is off with AVX).
@@ -164,6 +166,8 @@ def test_on_arm_a_sparse_file_fails_or_runs_the_sparse_path(runtime, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.emulator
+@pytest.mark.e2e
 def test_the_cli_runs_files_on_arm(runtime, tmp_path):
   del runtime
   from conftest import run_cli  # pylint: disable=g-import-not-at-top
@@ -172,4 +176,6 @@ def test_the_cli_runs_files_on_arm(runtime, tmp_path):
                f"--json={tmp_path / 'arm.json'}"], str(tmp_path), module="export.arm")
   assert p.returncode == 0, p.stderr[-2000:]
   assert "| sparse90 | float32 | yes |" in p.stdout
-  assert os.path.exists(tmp_path / "arm.json")
+  saved = json.loads((tmp_path / "arm.json").read_text())  # What the table shows, as data.
+  rows = {r["name"]: r for r in saved["results"]}
+  assert saved["reference"] == "dense" and rows["sparse90"]["prepares"] is True
