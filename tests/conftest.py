@@ -75,6 +75,15 @@ def run_cli(args, cwd, module="pipeline.run", timeout=300):
   return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def assert_message(text, starts, *facts):
+  """Checks an error message by its key facts, not its wording: `text` is one line that begins
+  with `starts` (the flag and value at fault, e.g. "--workdir=/x:" or "error: --workdir=/x:") and
+  contains each of `facts` (the file named, the number that matters, the advice to act on)."""
+  assert "\n" not in text.strip() and text.startswith(starts), text
+  missing = [f for f in facts if f not in text]
+  assert not missing, f"{text!r} does not name {missing}"
+
+
 def replace(cfg, **kw):
   return dataclasses.replace(cfg, **kw)
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_message, run_cli
 from export import cpu
 
 
@@ -54,17 +54,16 @@ def test_cli_times_foreign_files_and_writes_json(foreign_files):
 
 
 @pytest.mark.parametrize("args,expected", [
-    ([], "error: no .tflite file given; usage: python -m export.benchmark FILE... [--threads=1,2]"),
-    (["missing.tflite"], "error: missing.tflite: no such file"),
-    (["--delegates=gpu", "x.tflite"],
-     "error: flag --delegates=['gpu']: must be a comma-separated list from: xnnpack, builtin"),
-    (["--threads=0", "x.tflite"],
-     "error: flag --threads=['0']: must be a comma-separated list of positive integers"),
+    ([], ("error:", "no .tflite file", "python -m export.benchmark")),
+    (["missing.tflite"], ("error: missing.tflite:", "no such file")),
+    (["--delegates=gpu", "x.tflite"], ("error: flag --delegates=['gpu']:", "xnnpack, builtin")),
+    (["--threads=0", "x.tflite"], ("error: flag --threads=['0']:", "positive integers")),
 ])
 def test_cli_bad_input_one_line(tmp_path, args, expected):
   proc = run_cli(args, cwd=tmp_path, module="export.benchmark")
   assert proc.returncode == 2
-  assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [expected]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert_message("\n".join(errors), *expected)
   assert "Traceback" not in proc.stderr
 
 

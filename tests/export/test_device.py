@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from conftest import REPO, run_cli, sample_report
+from conftest import REPO, assert_message, run_cli, sample_report
 from export import android
 
 ADB = r'''#!{python}
@@ -298,8 +298,7 @@ def test_parse_takes_the_last_timing_line():
 @pytest.mark.parametrize("text", ["", "ERROR: Could not open 'x.tflite'.\nAborted\n",
                                   "INFO: Inference timings in us: Init: 2305\n"])
 def test_parse_garbage_raises(text):
-  with pytest.raises(ValueError, match=r"^no 'Inference timings in us' line with an inference "
-                     r"average in benchmark_model's output$"):
+  with pytest.raises(ValueError, match=r"^no 'Inference timings in us' line"):
     android.parse(text)
 
 
@@ -315,21 +314,18 @@ def test_cli_missing_adb(models, tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # The venv's bin: no adb there.
   proc = run_cli([str(models / "wide.tflite"), f"--benchmark_binary={binary}"], cwd=tmp_path,
                  module="export.device")
-  assert _error(proc) == (2, "error: adb not found on PATH (--adb=adb): install Android "
-                          "platform-tools (https://developer.android.com/tools/releases/"
-                          "platform-tools) or pass --adb=/path/to/adb")
+  rc, line = _error(proc)
+  assert rc == 2
+  assert_message(line, "error: adb not found", "--adb=adb", "platform-tools", "--adb=/path")
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("state,args,expected", [
-    ("none", [], "error: no Android device ready (adb get-state: error: no devices/emulators "
-     "found): connect a phone with USB debugging on"),
-    ("unknown", ["--adb_serial=R5CT1"], "error: --adb_serial=R5CT1: no Android device ready "
-     "(adb get-state: unknown): connect a phone with USB debugging on"),
-    ("unauthorized", [], "error: the phone has not authorized this computer (error: device "
-     "unauthorized.): unlock it and accept the 'Allow USB debugging' prompt"),
-    ("several", [], "error: several devices are connected (error: more than one "
-     "device/emulator): choose one with --adb_serial=SERIAL (see `adb devices`)"),
+    ("none", [], ("error:", "no devices/emulators found", "USB debugging")),
+    ("unknown", ["--adb_serial=R5CT1"],
+     ("error: --adb_serial=R5CT1:", "adb get-state: unknown", "USB debugging")),
+    ("unauthorized", [], ("error:", "device unauthorized.)", "Allow USB debugging")),
+    ("several", [], ("error:", "more than one device/emulator", "--adb_serial=SERIAL")),
 ])
 def test_cli_no_ready_device_one_line(models, phone, tmp_path, monkeypatch, state, args,
                                       expected):
@@ -338,7 +334,9 @@ def test_cli_no_ready_device_one_line(models, phone, tmp_path, monkeypatch, stat
   proc = run_cli([str(models / "wide.tflite"),
                   f"--benchmark_binary={tmp_path / 'bin' / 'benchmark_model'}"] + args,
                  cwd=tmp_path, module="export.device")
-  assert _error(proc) == (2, expected)
+  rc, line = _error(proc)
+  assert rc == 2
+  assert_message(line, *expected)
   assert _calls(log) == [["get-state"]]  # Nothing pushed.
 
 
@@ -352,9 +350,9 @@ def test_cli_failing_push_one_line_and_cleans_up(models, phone, tmp_path, monkey
                  cwd=tmp_path, module="export.device")
   rc, line = _error(proc)
   folder = next(a[3] for a in _calls(log) if a[:3] == ["shell", "mkdir", "-p"])
-  assert (rc, line) == (1, f"error: adb push {narrow} to {folder}/1_narrow.tflite failed: adb: "
-                        f"error: failed to copy '{narrow}' to '{folder}/1_narrow.tflite': "
-                        "remote No space left on device")
+  assert rc == 1
+  assert_message(line, f"error: adb push {narrow} to {folder}/1_narrow.tflite failed:",
+                 "No space left on device")
   assert os.listdir(remote) == []
   assert _calls(log)[-1] == ["shell", "rm", "-rf", folder]
   assert not _benchmark_runs(log)  # The push failed before anything ran.
@@ -362,15 +360,15 @@ def test_cli_failing_push_one_line_and_cleans_up(models, phone, tmp_path, monkey
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("args,expected", [
-    (["a.tflite"], "error: flag --benchmark_binary=None: required: the path of benchmark_model "
-     "built for the phone"),
-    (["a.tflite", "--benchmark_binary=missing"], "error: flag --benchmark_binary=missing: no "
-     "such file"),
-    (["--benchmark_binary=/bin/sh"], "error: no .tflite file given; usage: python -m "
-     "export.device FILE... --benchmark_binary=PATH"),
-    (["missing.tflite", "--benchmark_binary=/bin/sh"], "error: missing.tflite: no such file"),
-    (["a.tflite", "--benchmark_binary=/bin/sh", "--delegate=nnapi"], "error: flag "
-     "--delegate=nnapi: value should be one of <xnnpack|gpu|none>"),
+    (["a.tflite"], ("error: flag --benchmark_binary=None:", "required", "benchmark_model")),
+    (["a.tflite", "--benchmark_binary=missing"],
+     ("error: flag --benchmark_binary=missing:", "no such file")),
+    (["--benchmark_binary=/bin/sh"], ("error:", "no .tflite file", "python -m export.device")),
+    (["missing.tflite", "--benchmark_binary=/bin/sh"], ("error: missing.tflite:", "no such file")),
+    (["a.tflite", "--benchmark_binary=/bin/sh", "--delegate=nnapi"],
+     ("error: flag --delegate=nnapi:", "xnnpack|gpu|none")),
 ])
 def test_cli_bad_flags_one_line(tmp_path, args, expected):
-  assert _error(run_cli(args, cwd=tmp_path, module="export.device")) == (2, expected)
+  rc, line = _error(run_cli(args, cwd=tmp_path, module="export.device"))
+  assert rc == 2
+  assert_message(line, *expected)

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from conftest import assert_message
 from export import workdir
 
 
@@ -21,7 +22,7 @@ def test_a_run_is_written_beside_the_old_one_and_swapped_in_when_finished(tmp_pa
   _complete_run(run, "old")
   with pytest.raises(ValueError) as e:
     workdir.begin(str(run), overwrite=False)
-  assert str(e.value) == f"--workdir={run}: holds another run; pass --overwrite to replace it"
+  assert_message(str(e.value), f"--workdir={run}:", "another run", "--overwrite")
   staging, notes = workdir.begin(str(run), overwrite=True)
   assert staging == f"{run}.incomplete" and notes == []
   assert (run / "report.json").read_text() == "old"  # Untouched while the new run works.
@@ -53,8 +54,7 @@ def test_a_run_being_written_by_a_live_process_is_refused(tmp_path):
   (tmp_path / "run.incomplete" / workdir.INCOMPLETE).write_text(f"pid {os.getppid()}\n")
   with pytest.raises(ValueError) as e:
     workdir.check(str(run), overwrite=True)
-  assert str(e.value) == (f"--workdir={run}: another run (pid {os.getppid()}) is writing it in "
-                          f"{run}.incomplete; wait for it or choose another --workdir")
+  assert_message(str(e.value), f"--workdir={run}:", f"pid {os.getppid()}", f"{run}.incomplete")
 
 
 def test_recover_puts_back_a_run_caught_between_the_fallback_renames(tmp_path):
@@ -79,7 +79,7 @@ def test_unwritable_workdir_is_refused_without_creating_anything(tmp_path):
   target = blocker / "sub" / "run"
   with pytest.raises(ValueError) as e:
     workdir.check_writable(str(target))
-  assert str(e.value) == f"--workdir={target}: cannot be written ({blocker} is not a directory)"
+  assert_message(str(e.value), f"--workdir={target}:", f"{blocker} is not a directory")
   assert sorted(os.listdir(tmp_path)) == ["file"]
 
 

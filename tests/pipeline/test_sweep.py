@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_message, run_cli
 from pipeline.planning import pareto
 
 
@@ -55,9 +55,8 @@ def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path
 
   other = run_cli(args + ["--epochs=2"], cwd=REPO, module="pipeline.sweep")
   assert other.returncode == 2
-  assert other.stderr.strip().splitlines()[-1] == (
-      f"error: --workdir={wd}: holds a sweep with other settings (differs in epochs); pass "
-      "--overwrite to start it again, or choose another --workdir")
+  assert_message(other.stderr.strip().splitlines()[-1], f"error: --workdir={wd}:", "epochs",
+                 "--overwrite")
 
 
 @pytest.mark.e2e
@@ -65,8 +64,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
   proc = run_cli(["--flagfile=configs/smoke.flags", "--rates=0.5,1.2",
                   f"--workdir={tmp_path}/s"], cwd=REPO, module="pipeline.sweep")
   assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1] == (
-      "error: --rates=0.5,1.2: '1.2' is not a rate in [0, 1)")
+  assert_message(proc.stderr.strip().splitlines()[-1], "error: --rates=0.5,1.2:", "'1.2'",
+                 "[0, 1)")
   assert not (tmp_path / "s").exists()
   # A folder of other things is never taken over, not even with --overwrite.
   (tmp_path / "mine").mkdir()
@@ -74,13 +73,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
   proc = run_cli(["--flagfile=configs/smoke.flags", "--rates=0.5", "--overwrite",
                   f"--workdir={tmp_path}/mine"], cwd=REPO, module="pipeline.sweep")
   assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1] == (
-      f"error: --workdir={tmp_path}/mine: exists and is not a sweep (no sweep_config.json); "
-      "choose another --workdir")
+  assert_message(proc.stderr.strip().splitlines()[-1], f"error: --workdir={tmp_path}/mine:",
+                 "not a sweep", "sweep_config.json")
   assert os.listdir(tmp_path / "mine") == ["notes.txt"]
   proc = run_cli(["--flagfile=configs/smoke.flags", "--rates=0.5", "--target_speedup=3",
                   f"--workdir={tmp_path}/t"], cwd=REPO, module="pipeline.sweep")
-  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
-      "error: --target_speedup=3: a sweep times the rates it is given; run the latency target "
-      "with python -m pipeline.run")
+  assert proc.returncode == 2
+  assert_message(proc.stderr.strip().splitlines()[-1], "error: --target_speedup=3:",
+                 "python -m pipeline.run")
   assert not (tmp_path / "t").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import shapes
-from conftest import first, small_config
+from conftest import assert_message, first, small_config
 from pipeline import data
 
 CLASSES = shapes.CLASSES[:3]
@@ -75,34 +75,30 @@ def _broken(tmp_path, folder, how):
   return root
 
 
-@pytest.mark.parametrize("how,message", [
-    (lambda r: [shutil.rmtree(r / c) for c in CLASSES],
-     "holds no class subfolders (one folder of images per class, e.g. cats/ and dogs/)"),
-    (lambda r: [shutil.rmtree(r / c) for c in CLASSES[1:]],
-     "holds one class (circle); a classifier needs at least two"),
+@pytest.mark.parametrize("how,facts", [
+    (lambda r: [shutil.rmtree(r / c) for c in CLASSES], ("no class subfolders",)),
+    (lambda r: [shutil.rmtree(r / c) for c in CLASSES[1:]], ("one class (circle)", "two")),
     (lambda r: [os.remove(r / "square" / f) for f in os.listdir(r / "square")],
-     "class folder square holds no images (.jpg, .jpeg, .png, .bmp, .gif)"),
+     ("square", "no images", ".png")),
     (lambda r: (r / "square" / "00003.png").write_bytes(b"<html>not an image</html>"),
-     "square/00003.png is not a JPEG, PNG, BMP or GIF image (it starts with 3c68746d)"),
+     ("square/00003.png", "not a JPEG, PNG, BMP or GIF", "3c68746d")),
     (lambda r: (os.makedirs(r / "train"), shutil.move(str(r / "circle"), str(r / "train"))),
-     "has train/ but not both train/ and test/; give both (validation/ is optional), or only "
-     "class folders"),
+     ("train/", "test/")),
 ])
-def test_bad_folders_are_one_line_naming_folder_or_file(folder, tmp_path, how, message):
+def test_bad_folders_are_one_line_naming_folder_or_file(folder, tmp_path, how, facts):
   root = _broken(tmp_path, folder, how)
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset(_cfg(root))
-  assert str(e.value) == f"--data_dir={root}: {message}"
+  assert_message(str(e.value), f"--data_dir={root}:", *facts)
 
 
 def test_missing_folder_and_missing_data_dir(tmp_path):
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset(_cfg(tmp_path / "typo"))
-  assert str(e.value) == f"--data_dir={tmp_path}/typo: no such directory"
+  assert_message(str(e.value), f"--data_dir={tmp_path}/typo:", "no such directory")
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset(small_config(dataset="folder"))
-  assert str(e.value) == ("--dataset=folder: needs --data_dir, a folder with one subfolder of "
-                          "images per class")
+  assert_message(str(e.value), "--dataset=folder:", "--data_dir")
 
 
 @pytest.mark.e2e

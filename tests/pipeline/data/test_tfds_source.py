@@ -4,7 +4,7 @@ loaders without a download): any dataset by name, its splits or a split of train
 import numpy as np
 import pytest
 
-from conftest import first, small_config
+from conftest import assert_message, first, small_config
 from pipeline import data
 from pipeline.data import tfds_source
 
@@ -47,8 +47,7 @@ def test_images_of_varying_size_need_image_size(prepared):
     ds = data.load_dataset(small_config(dataset="tf_flowers", image_size="32,32",
                                         max_train_examples=0))
     x = first(ds.train, 3)
-  assert str(e.value) == ("--dataset=tf_flowers: its images come in different sizes; set "
-                          "--image_size=HEIGHT,WIDTH (e.g. 160,160)")
+  assert_message(str(e.value), "--dataset=tf_flowers:", "different sizes", "--image_size")
   assert x.shape == (3, 32, 32, 3)
 
 
@@ -63,7 +62,5 @@ def test_not_prepared_while_offline_is_one_line(monkeypatch, tmp_path):
   monkeypatch.setattr(tfds_source, "online", lambda: False)
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset(small_config(dataset="cifar10", data_dir=str(tmp_path)))
-  assert str(e.value) == (
-      f"--dataset=cifar10: no prepared copy in --data_dir={tmp_path}, and TFDS cannot download "
-      "it offline; prepare it with `tfds build cifar10` on a machine with a network and pass "
-      "--data_dir pointing at that directory")
+  assert_message(str(e.value), "--dataset=cifar10:", f"--data_dir={tmp_path}", "offline",
+                 "tfds build cifar10")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import small_config
+from conftest import assert_message, small_config
 from pipeline.planning import budget
 from pipeline import job
 from pipeline.planning import layer_rates
@@ -70,8 +70,7 @@ def test_search_stops_at_the_first_step_over_the_budget_and_keeps_the_one_before
 def test_budget_needs_prune_and_uniform_rates(overrides):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(max_accuracy_drop=0.5, **overrides))
-  assert str(e.value) == ("--max_accuracy_drop=0.5: raises --pruning_rate step by step, so it "
-                          "needs --prune and no --layer_rates")
+  assert_message(str(e.value), "--max_accuracy_drop=0.5:", "--prune", "--layer_rates")
 
 
 def test_report_shows_the_path():

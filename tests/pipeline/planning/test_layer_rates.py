@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import small_config
+from conftest import assert_message, small_config
 from pipeline.planning import layer_rates
 from pipeline.unstructured import prune
 from pipeline.models import sparsity
@@ -15,8 +15,7 @@ def test_names_and_regexes_first_match_wins_others_keep_the_default():
   assert spec == [("conv2", 0.8), ("dense.*", 0.95), ("dense1", 0.1)]
   with pytest.raises(ValueError) as e:  # dense1 is taken by dense.* first.
     layer_rates.resolve(spec, LAYERS, 0.5, "x")
-  assert str(e.value) == ("--layer_rates=x: 'dense1' matches no pruned layer that an earlier "
-                          "entry has not taken; the pruned layers are: conv2, dense1, dense2")
+  assert_message(str(e.value), "--layer_rates=x:", "'dense1'", "conv2, dense1, dense2")
   assert layer_rates.resolve(spec[:2], LAYERS + ["conv3"], 0.5) == {
       "conv2": 0.8, "dense1": 0.95, "dense2": 0.95, "conv3": 0.5}
   # A regex matches whole names: "conv" alone names no layer.
@@ -25,19 +24,15 @@ def test_names_and_regexes_first_match_wins_others_keep_the_default():
 
 
 @pytest.mark.parametrize("text,message", [
-    ("conv2=0.8", "--layer_rates=conv2=0.8: 'conv2=0.8' is not LAYER:RATE with a rate in [0, 1) "
-                  "(e.g. conv2:0.8)"),
-    ("conv2:1.0", "--layer_rates=conv2:1.0: 'conv2:1.0' is not LAYER:RATE with a rate in [0, 1) "
-                  "(e.g. conv2:0.8)"),
-    (":0.5", "--layer_rates=:0.5: ':0.5' is not LAYER:RATE with a rate in [0, 1) (e.g. "
-             "conv2:0.8)"),
-    ("conv[:0.5", "--layer_rates=conv[:0.5: 'conv[' is not a valid regex (unterminated "
-                  "character set at position 4)"),
+    ("conv2=0.8", ("--layer_rates=conv2=0.8:", "'conv2=0.8'", "LAYER:RATE")),
+    ("conv2:1.0", ("--layer_rates=conv2:1.0:", "'conv2:1.0'", "[0, 1)")),
+    (":0.5", ("--layer_rates=:0.5:", "':0.5'", "LAYER:RATE")),
+    ("conv[:0.5", ("--layer_rates=conv[:0.5:", "'conv['", "regex")),
 ])
 def test_bad_entries_are_one_line_naming_the_flag(text, message):
   with pytest.raises(ValueError) as e:
     layer_rates.parse(text)
-  assert str(e.value) == message
+  assert_message(str(e.value), *message)
 
 
 def test_tf_mot_reaches_each_layers_own_rate(trained_cnn, mnist_small, tmp_path):
@@ -56,12 +51,10 @@ def test_rates_that_prune_nothing_or_without_prune_are_refused(trained_cnn):
   from pipeline import job  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError) as e:
     layer_rates.for_model(trained_cnn, small_config(prune=True, layer_rates="conv2:0,dense1:0"))
-  assert str(e.value) == ("--layer_rates=conv2:0,dense1:0: leaves no layer to prune; drop "
-                          "--prune for a dense model")
+  assert_message(str(e.value), "--layer_rates=conv2:0,dense1:0:", "no layer", "--prune")
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(layer_rates="conv2:0.8"))
-  assert str(e.value) == ("--layer_rates=conv2:0.8: sets TF-MOT's per-layer rates, so it needs "
-                          "--prune")
+  assert_message(str(e.value), "--layer_rates=conv2:0.8:", "--prune")
 
 
 def _curves(rates, baseline, accuracy):
@@ -91,7 +84,6 @@ def test_auto_refuses_targets_it_has_no_curve_for():
   curves = _curves((0.5, 0.9), 0.9, {"a": [0.9, 0.8]})
   with pytest.raises(ValueError) as e:
     layer_rates.allocate(curves, {"a": 10}, 0.95)
-  assert str(e.value) == ("--layer_rates=auto: --pruning_rate=0.95 is above the highest rate the "
-                          "sensitivity analysis measures (0.9)")
+  assert_message(str(e.value), "--layer_rates=auto:", "--pruning_rate=0.95", "(0.9)")
   with pytest.raises(ValueError, match="no sensitivity curve for b"):
     layer_rates.allocate(curves, {"a": 10, "b": 5}, 0.5)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_message, small_config
 from pipeline.planning import latency_table
 
 # Dense file 10 ms. Group "a" (32 channels) saves a lot per cut and its accuracy barely moves;
@@ -45,14 +45,11 @@ def test_a_costly_step_before_a_cheap_one_is_not_a_wall():
 def test_an_unreachable_target_is_one_line_naming_the_flag():
   with pytest.raises(speed_target.Unreachable) as e:
     speed_target.plan(None, TABLE, LOSSES, 5.0)
-  assert str(e.value) == ("--target_speedup=5: the latency table predicts at most 2.94x with "
-                          "its groups at their smallest counts (a 8, b 16); ask for less, or "
-                          "lower --min_channels / --channel_multiple")
+  assert_message(str(e.value), "--target_speedup=5:", "2.94x", "a 8, b 16", "--min_channels")
   with pytest.raises(speed_target.Unreachable) as e:
     speed_target.plan(None, latency_table.Table(10.0, {}, "x"), {}, 2.0)
-  assert str(e.value) == ("--target_speedup=2: no prunable channel group has a count to cut to "
-                          "(all matched by --structured_skip_layers, or no wider than "
-                          "--min_channels / --channel_multiple)")
+  assert_message(str(e.value), "--target_speedup=2:", "--structured_skip_layers",
+                 "--min_channels")
 
 
 def _two_groups():
@@ -167,23 +164,22 @@ def test_a_table_round_trips_and_bad_tables_are_one_line(tmp_path):
   (tmp_path / "unknown.json").write_text(json.dumps(body))
   (tmp_path / "junk.json").write_text("{")
   cases = {
-      "wrong.json": "channel counts differ from the model's: b (60, model 64)",
-      "unknown.json": "group(s) c are not prunable groups of this model; its groups are: a, b",
-      "junk.json": "not a latency table written by this tool (JSONDecodeError: Expecting "
-                   "property name enclosed in double quotes: line 1 column 2 (char 1))",
-      "missing.json": "cannot read it (No such file or directory)",
+      "wrong.json": ("b (60, model 64)",),
+      "unknown.json": ("group(s) c", "a, b"),
+      "junk.json": ("not a latency table", "JSONDecodeError"),
+      "missing.json": ("No such file or directory",),
   }
-  for name, why in cases.items():
+  for name, facts in cases.items():
     with pytest.raises(ValueError) as e:
       latency_table.load(str(tmp_path / name), a)
-    assert str(e.value) == f"--latency_table={tmp_path / name}: {why}"
+    assert_message(str(e.value), f"--latency_table={tmp_path / name}:", *facts)
   body = json.loads(open(path).read())
   body["entries"][0]["kept"] = [16, 24, 8]
   (tmp_path / "order.json").write_text(json.dumps(body))
   with pytest.raises(ValueError) as e:
     latency_table.load(str(tmp_path / "order.json"), a)
-  assert str(e.value) == (f"--latency_table={tmp_path / 'order.json'}: group a: kept counts "
-                          "[16, 24, 8] must be distinct, descending, and between 1 and 31")
+  assert_message(str(e.value), f"--latency_table={tmp_path / 'order.json'}:", "group a",
+                 "[16, 24, 8]", "1 and 31")
 
 
 def test_the_structured_stage_keeps_the_counts_in_equal_fractions_per_step():
@@ -199,11 +195,10 @@ def test_target_and_structured_rate_together_are_refused():
   from pipeline import job  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(target_speedup=3, structured_rate=0.3))
-  assert str(e.value) == ("--target_speedup=3: chooses the structured rates itself; leave "
-                          "--structured_rate (now 0.3) at 0")
+  assert_message(str(e.value), "--target_speedup=3:", "--structured_rate", "0.3")
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(latency_table="t.json"))
-  assert str(e.value) == "--latency_table=t.json: is read only with --target_speedup"
+  assert_message(str(e.value), "--latency_table=t.json:", "--target_speedup")
 
 
 def _smoke_table(path, ms_conv1=(0.20, 0.15, 0.10)):
@@ -224,10 +219,9 @@ def test_cli_with_a_device_table_keeps_the_predicted_allocation_and_refuses_the_
           f"--latency_table={table}"]
   proc = run_cli(args + ["--target_speedup=50", f"--workdir={tmp_path}/far"], cwd=REPO)
   assert proc.returncode == 2, proc.stderr[-3000:]
-  assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [
-      "error: --target_speedup=50: the latency table predicts at most 3.26x with its groups at "
-      "their smallest counts (conv1 8, conv2 32, dense1 64); ask for less, or time smaller "
-      "counts on the device"]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert_message("\n".join(errors), "error: --target_speedup=50:", "3.26x",
+                 "conv1 8, conv2 32, dense1 64")
   assert "Traceback" not in proc.stderr
   # A device table is judged before anything is trained or written.
   assert not [l for l in proc.stderr.splitlines() if l.startswith("baseline")]
@@ -284,5 +278,4 @@ def test_planned_counts_are_kept_exactly_after_two_steps(trained_cnn, mnist_smal
   with pytest.raises(RuntimeError) as e:
     structured.prune_structures(trained_cnn, mnist_small, cfg, str(tmp_path / "x"),
                                 counts={"nope": 8})
-  assert str(e.value) == ("--target_speedup planned cuts for nope, which this model's analysis "
-                          "cannot score")
+  assert_message(str(e.value), "--target_speedup", "nope")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_message, small_config
 from pipeline.structured import blocks
 from pipeline import config
 from pipeline import job
@@ -58,13 +58,10 @@ def test_sequential_layers_of_unchanged_shape_are_inexact_blocks():
 def test_too_many_blocks_or_with_a_speed_target_is_one_line():
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(remove_blocks=1))
-  assert str(e.value) == ("--remove_blocks=1: small_cnn has 0 removable block(s) (residual "
-                          "blocks with an identity skip, or in a Sequential model layers whose "
-                          "output has their input's shape)")
+  assert_message(str(e.value), "--remove_blocks=1:", "small_cnn", "0 removable block")
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(remove_blocks=1, target_speedup=2))
-  assert str(e.value) == ("--remove_blocks=1: --target_speedup plans on the whole baseline; use "
-                          "one or the other")
+  assert_message(str(e.value), "--remove_blocks=1:", "--target_speedup")
 
 
 def test_the_stage_ranks_removes_and_fine_tunes(tmp_path):

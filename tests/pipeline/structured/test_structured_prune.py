@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import small_config, first
+from conftest import assert_message, small_config, first
 from pipeline.models import architectures as models
 from pipeline.structured import surgery
 from pipeline.structured import prune as structured
@@ -56,8 +56,7 @@ def test_bn_gamma_needs_a_batchnorm():
   a = surgery.analyze(keras.Model(inp, out))
   with pytest.raises(ValueError) as e:
     structured.scores(a, "bn_gamma", None, None)
-  assert str(e.value) == ("--structured_criterion=bn_gamma: no BatchNormalization follows any "
-                          "prunable layer; use l1 or an activation criterion for this model")
+  assert_message(str(e.value), "--structured_criterion=bn_gamma:", "BatchNormalization", "l1")
 
 
 def test_global_scope_takes_more_from_groups_with_weak_channels():

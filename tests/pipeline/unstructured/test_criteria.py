@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_message, small_config
 from pipeline.unstructured import criteria
 from pipeline import job
 from pipeline.unstructured import obs
@@ -130,20 +130,19 @@ def test_constant_schedule_is_tf_mots_constant_sparsity(trained_cnn, mnist_small
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(pruning_criterion="obs"), "--pruning_criterion=obs: TF-MOT's polynomial schedule "
-     "re-chooses masks by magnitude as it goes; use --schedule=one_shot or --schedule=iterative"),
-    (dict(schedule="iterative", fine_tune_epochs=0), "--fine_tune_epochs=0: only "
-     "--schedule=one_shot prunes without fine-tuning (now --schedule=iterative)"),
-    (dict(schedule="iterative", iterative_rounds=4, fine_tune_epochs=3), "--iterative_rounds=4: "
-     "each round fine-tunes at least one epoch, more than --fine_tune_epochs=3"),
+    (dict(pruning_criterion="obs"),
+     ("--pruning_criterion=obs:", "--schedule=one_shot", "--schedule=iterative")),
+    (dict(schedule="iterative", fine_tune_epochs=0),
+     ("--fine_tune_epochs=0:", "--schedule=one_shot", "--schedule=iterative")),
+    (dict(schedule="iterative", iterative_rounds=4, fine_tune_epochs=3),
+     ("--iterative_rounds=4:", "--fine_tune_epochs=3")),
     (dict(schedule="one_shot", pruning_criterion="global_magnitude", layer_rates="conv2:0.5"),
-     "--pruning_criterion=global_magnitude: chooses each layer's rate itself (one threshold); "
-     "drop --layer_rates=conv2:0.5"),
+     ("--pruning_criterion=global_magnitude:", "--layer_rates=conv2:0.5")),
 ])
 def test_bad_combinations_are_one_line_before_training(overrides, message):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(prune=True, **overrides))
-  assert str(e.value) == message
+  assert_message(str(e.value), *message)
 
 
 @pytest.mark.parametrize("overrides,flag", [
@@ -154,7 +153,7 @@ def test_bad_combinations_are_one_line_before_training(overrides, message):
 def test_weight_pruning_flags_without_prune_are_refused(overrides, flag):
   with pytest.raises(ValueError) as e:
     job.preflight(small_config(**overrides))
-  assert str(e.value) == f"{flag}: sets how TF-MOT prunes weights, so it needs --prune"
+  assert_message(str(e.value), f"{flag}:", "--prune")
 
 
 def test_sparsegpt_never_brings_back_an_earlier_zero():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from conftest import REPO, small_config
+from conftest import REPO, assert_message, small_config
 from pipeline import data
 from pipeline.planning import layer_rates
 from pipeline.unstructured import prune
@@ -31,32 +31,19 @@ def test_schedule_single_epoch_and_given_steps():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(pruning_end_step=500),
-     "--pruning_end_step=500: 1280 training examples with --batch_size=128 and "
-     "--fine_tune_epochs=2 give 20 fine-tuning steps (1..20); the target is reached only on a "
-     "step that runs, so it must be in 1..20"),
-    (dict(pruning_end_step=0),
-     "--pruning_end_step=0: 1280 training examples with --batch_size=128 and "
-     "--fine_tune_epochs=2 give 20 fine-tuning steps (1..20); the target is reached only on a "
-     "step that runs, so it must be in 1..20"),
+    (dict(pruning_end_step=500), ("--pruning_end_step=500:", "--batch_size=128", "1..20")),
+    (dict(pruning_end_step=0), ("--pruning_end_step=0:", "--batch_size=128", "1..20")),
     (dict(pruning_begin_step=3, pruning_end_step=10, pruning_frequency=2),
-     "--pruning_end_step=10: masks update on steps --pruning_begin_step=3 plus multiples of "
-     "--pruning_frequency=2, so the last update before it falls short of the target; use 9"),
+     ("--pruning_end_step=10:", "--pruning_begin_step=3", "--pruning_frequency=2", "use 9")),
     (dict(pruning_begin_step=25, pruning_frequency=4),
-     "--pruning_begin_step=25 and --pruning_frequency=4: 1280 training examples with "
-     "--batch_size=128 and --fine_tune_epochs=2 give 20 fine-tuning steps (1..20), and no mask "
-     "update (step 25 plus a multiple of 4, from step 1 on) falls in them; lower "
-     "--pruning_begin_step or --pruning_frequency, or raise --fine_tune_epochs"),
+     ("--pruning_begin_step=25 and --pruning_frequency=4:", "1..20", "--fine_tune_epochs")),
     (dict(pruning_frequency=40),
-     "--pruning_begin_step=0 and --pruning_frequency=40: 1280 training examples with "
-     "--batch_size=128 and --fine_tune_epochs=2 give 20 fine-tuning steps (1..20), and no mask "
-     "update (step 0 plus a multiple of 40, from step 1 on) falls in them; lower "
-     "--pruning_begin_step or --pruning_frequency, or raise --fine_tune_epochs"),
+     ("--pruning_begin_step=0 and --pruning_frequency=40:", "1..20", "--fine_tune_epochs")),
 ])
 def test_schedules_that_cannot_reach_the_target_are_refused(overrides, message):
   with pytest.raises(ValueError) as e:
     prune.schedule_steps(small_config(fine_tune_epochs=2, **overrides), train_examples=1280)
-  assert str(e.value) == message
+  assert_message(str(e.value), *message)
 
 
 def test_one_step_an_epoch_still_reaches_the_target(trained_cnn, mnist_small, tmp_path):
