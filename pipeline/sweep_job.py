@@ -17,7 +17,7 @@ from pipeline.planning import pareto
 from pipeline.unstructured import prune as prune_lib
 from pipeline.models import safe_load
 from export import workdir as workdir_lib
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 # Settings that may differ between the runs of one sweep; any other change starts a new one.
 _PER_RUN = ("prune", "pruning_rate", "structured_rate", "workdir", "overwrite", "benchmark_runs",
@@ -35,16 +35,16 @@ def _begin(cfg: Config) -> None:
   path = os.path.join(cfg.workdir, SWEEP_CONFIG)
   mine = json.loads(json.dumps(_settings(cfg)))
   if os.path.isdir(cfg.workdir) and os.listdir(cfg.workdir) and not os.path.exists(path):
-    raise ValueError(f"--workdir={cfg.workdir}: exists and is not a sweep (no {SWEEP_CONFIG}); "
-                     "choose another --workdir")
+    raise FlagError("workdir", cfg.workdir, f"exists and is not a sweep (no {SWEEP_CONFIG}); "
+                    "choose another --workdir")
   if os.path.exists(path):
     with open(path) as f:
       theirs = json.load(f)
     changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if changed and not cfg.overwrite:
-      raise ValueError(f"--workdir={cfg.workdir}: holds a sweep with other settings (differs in "
-                       f"{', '.join(changed)}); pass --overwrite to start it again, or choose "
-                       "another --workdir")
+      raise FlagError("workdir", cfg.workdir, f"holds a sweep with other settings (differs in "
+                      f"{', '.join(changed)}); pass --overwrite to start it again, or choose "
+                      "another --workdir")
     if changed:  # A sweep of this tool (it holds SWEEP_CONFIG): start it again.
       shutil.rmtree(cfg.workdir)
   workdir_lib.check_writable(cfg.workdir)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn import model_selection
 import tensorflow as tf
 
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 # Decoded uint8 images are cached in memory when a split takes less than this (512 MiB).
 CACHE_BYTES = 512 << 20
@@ -184,8 +184,8 @@ def train_and_validation(train: Split, cfg: Config, validation: Optional[Split] 
     return train, validation, "validation: the dataset's own split"
   held = max(1, math.ceil(cfg.validation_split * len(train)))
   if held >= len(train):
-    raise ValueError(f"--max_train_examples={cfg.max_train_examples}: leaves {len(train)} "
-                     "training examples, too few to hold out a validation split")
+    raise FlagError("max_train_examples", cfg.max_train_examples, f"leaves {len(train)} "
+                    "training examples, too few to hold out a validation split")
   keep, val = split_indices(train.labels, held, cfg.seed)
   return (subset(train, keep), subset(train, val),
           f"validation: {cfg.validation_split:.0%} of train, stratified (--seed={cfg.seed})")

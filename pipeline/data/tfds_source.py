@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.data import core as data_lib
 from pipeline import config as config_lib
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 # TFDS downloads from this host; if it does not answer quickly we are offline.
 _TFDS_HOST = ("storage.googleapis.com", 443)
@@ -91,8 +91,8 @@ def _image_classification_keys(name: str, info) -> tuple:
   feature = info.features[keys[0]] if keys else None
   if not isinstance(feature, tfds.features.Image) or not isinstance(
       info.features[keys[1]], tfds.features.ClassLabel):
-    raise ValueError(f"--dataset={name}: not an image classification dataset (its supervised "
-                     f"keys are {keys})")
+    raise FlagError("dataset", name, f"not an image classification dataset (its supervised "
+                    f"keys are {keys})")
   return keys, feature
 
 
@@ -122,7 +122,7 @@ def _read(builder, name: str, data_dir: Optional[str], is_prepared: bool) -> tup
     keys, feature = _image_classification_keys(name, info)
     splits = _split_names(builder)
     if splits and "train" not in splits:
-      raise ValueError(f"--dataset={name}: has no train split (it has {', '.join(splits)})")
+      raise FlagError("dataset", name, f"has no train split (it has {', '.join(splits)})")
     return info, keys, feature, _undecoded_splits(builder, keys[0], splits)
   except ValueError:
     raise
@@ -137,8 +137,8 @@ def _decoded_size(cfg: Config, name: str, feature) -> tuple:
   height, width, channels = feature.shape
   size = config_lib.parse_image_size(cfg.image_size)
   if size is None and (height is None or width is None):
-    raise ValueError(f"--dataset={name}: its images come in different sizes; set "
-                     "--image_size=HEIGHT,WIDTH (e.g. 160,160)")
+    raise FlagError("dataset", name, "its images come in different sizes; set "
+                    "--image_size=HEIGHT,WIDTH (e.g. 160,160)")
   size = size or (height, width)
   channels = {"rgb": 3, "grayscale": 1}.get(cfg.color_mode, channels)
   return size, channels

@@ -3,7 +3,7 @@ scales them itself (a Rescaling layer), so its .tflite file takes what a camera 
 
 import os
 
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order  (after pipeline sets TF_USE_LEGACY_KERAS)
 
@@ -129,33 +129,33 @@ def build_model(cfg: Config, input_shape, num_classes: int) -> keras.Model:
       naming the flag).
   """
   if cfg.model not in BUILDERS:
-    raise ValueError(f"--model={cfg.model}: unknown; valid: {', '.join(BUILDERS)}")
+    raise FlagError("model", cfg.model, f"unknown; valid: {', '.join(BUILDERS)}")
   keras.utils.set_random_seed(cfg.seed)
   shape = "x".join(map(str, input_shape))
   if cfg.model == "sparse_mobilenet":
     if input_shape[-1] != 3 or min(input_shape[:2]) < MOBILENET_MIN_SIZE:
       fix = " and ".join(f for f, bad in (("--color_mode=rgb", input_shape[-1] != 3), (
           "--image_size", min(input_shape[:2]) < MOBILENET_MIN_SIZE)) if bad)
-      raise ValueError(f"--model=sparse_mobilenet: needs RGB images of at least "
-                       f"{MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE}, the data's are {shape}; "
-                       f"set {fix}")
+      raise FlagError("model", "sparse_mobilenet", f"needs RGB images of at least "
+                      f"{MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE}, the data's are {shape}; "
+                      f"set {fix}")
     if cfg.weights:
-      raise ValueError(f"--weights={cfg.weights}: sparse_mobilenet has no pretrained weights")
+      raise FlagError("weights", cfg.weights, "sparse_mobilenet has no pretrained weights")
     return sparse_mobilenet(input_shape, num_classes, cfg.alpha)
   if not cfg.model.startswith("mobilenet"):
     if cfg.weights:
-      raise ValueError(f"--weights={cfg.weights}: only the MobileNet backbones load weights; "
-                       f"use --baseline_path for a whole trained {cfg.model}")
+      raise FlagError("weights", cfg.weights, f"only the MobileNet backbones load weights; "
+                      f"use --baseline_path for a whole trained {cfg.model}")
     return BUILDERS[cfg.model](input_shape, num_classes)
   if min(input_shape[:2]) < MOBILENET_MIN_SIZE:
-    raise ValueError(f"--model={cfg.model}: needs images of at least {MOBILENET_MIN_SIZE}x"
-                     f"{MOBILENET_MIN_SIZE}, the data's are {shape}; set --image_size")
+    raise FlagError("model", cfg.model, f"needs images of at least {MOBILENET_MIN_SIZE}x"
+                    f"{MOBILENET_MIN_SIZE}, the data's are {shape}; set --image_size")
   if cfg.weights:
     if not os.path.isfile(cfg.weights):
-      raise ValueError(f"--weights={cfg.weights}: no such file")
+      raise FlagError("weights", cfg.weights, "no such file")
     if input_shape[-1] != 3:
-      raise ValueError(f"--weights={cfg.weights}: pretrained backbones take RGB images, the "
-                       f"data's are {shape}; set --color_mode=rgb")
+      raise FlagError("weights", cfg.weights, f"pretrained backbones take RGB images, the "
+                      f"data's are {shape}; set --color_mode=rgb")
   try:
     return BUILDERS[cfg.model](input_shape, num_classes, alpha=cfg.alpha, weights=cfg.weights)
   except (ValueError, OSError) as e:

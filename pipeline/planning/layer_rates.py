@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.planning import allocate as allocate_lib
 from pipeline.unstructured import prune as prune_lib
+from pipeline.config import FlagError
 
 
 def parse(text: str) -> List[Tuple[str, float]]:
@@ -31,12 +32,12 @@ def parse(text: str) -> List[Tuple[str, float]]:
     except ValueError:
       rate = -1.0
     if not 0.0 <= rate < 1.0:
-      raise ValueError(f"--layer_rates={text}: {entry!r} is not LAYER:RATE with a rate in [0, 1) "
-                       "(e.g. conv2:0.8)")
+      raise FlagError("layer_rates", text, f"{entry!r} is not LAYER:RATE with a rate in [0, 1) "
+                      "(e.g. conv2:0.8)")
     try:
       re.compile(pattern)
     except re.error as e:
-      raise ValueError(f"--layer_rates={text}: {pattern!r} is not a valid regex ({e})") from None
+      raise FlagError("layer_rates", text, f"{pattern!r} is not a valid regex ({e})") from None
     out.append((pattern, rate))
   return out
 
@@ -58,9 +59,9 @@ def resolve(spec: Sequence[Tuple[str, float]], layers: Sequence[str], default: f
         break
   unused = [p for p, _ in spec if p not in used]
   if unused:
-    raise ValueError(f"--layer_rates={text}: {', '.join(map(repr, unused))} matches no pruned "
-                     f"layer that an earlier entry has not taken; the pruned layers are: "
-                     f"{', '.join(layers)}")
+    raise FlagError("layer_rates", text, f"{', '.join(map(repr, unused))} matches no pruned "
+                    f"layer that an earlier entry has not taken; the pruned layers are: "
+                    f"{', '.join(layers)}")
   return rates
 
 
@@ -79,8 +80,8 @@ def rates_for(layers: Sequence[str], text: str, default: float,
     rates = resolve(parse(text) if text else [], layers, default, text)
   rates = {n: r for n, r in rates.items() if r > 0}
   if not rates:
-    raise ValueError(f"--layer_rates={text}: leaves no layer to prune; drop --prune for a "
-                     "dense model")
+    raise FlagError("layer_rates", text, "leaves no layer to prune; drop --prune for a "
+                    "dense model")
   return rates
 
 
@@ -105,11 +106,11 @@ def allocate(curves, sizes: Dict[str, int], target: float) -> Dict[str, float]:
   """
   missing = [n for n in sizes if n not in curves.accuracy]
   if missing:
-    raise ValueError(f"--layer_rates=auto: no sensitivity curve for {', '.join(missing)}")
+    raise FlagError("layer_rates", "auto", f"no sensitivity curve for {', '.join(missing)}")
   grid = [0.0] + list(curves.rates)
   if target > grid[-1]:
-    raise ValueError(f"--layer_rates=auto: --pruning_rate={target} is above the highest rate "
-                     f"the sensitivity analysis measures ({grid[-1]})")
+    raise FlagError("layer_rates", "auto", f"--pruning_rate={target} is above the highest rate "
+                    f"the sensitivity analysis measures ({grid[-1]})")
   ladders = {}
   for n in sizes:
     drops = [0.0] + [max(0.0, curves.baseline - a) for a in curves.accuracy[n]]

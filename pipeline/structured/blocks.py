@@ -23,7 +23,7 @@ from pipeline import data as data_lib
 from pipeline.models import flatten
 from pipeline.structured import surgery
 from pipeline.models import train as train_lib
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -146,13 +146,13 @@ def check(model, cfg: Config) -> None:
   if not cfg.remove_blocks:
     return
   if cfg.target_speedup:
-    raise ValueError(f"--remove_blocks={cfg.remove_blocks}: --target_speedup plans on the "
-                     "whole baseline; use one or the other")
+    raise FlagError("remove_blocks", cfg.remove_blocks, "--target_speedup plans on the "
+                    "whole baseline; use one or the other")
   found = len(find(model))
   if found < cfg.remove_blocks:
-    raise ValueError(f"--remove_blocks={cfg.remove_blocks}: {model.name} has {found} removable "
-                     "block(s) (residual blocks with an identity skip, or in a Sequential model "
-                     "layers whose output has their input's shape)")
+    raise FlagError("remove_blocks", cfg.remove_blocks, f"{model.name} has {found} removable "
+                    "block(s) (residual blocks with an identity skip, or in a Sequential model "
+                    "layers whose output has their input's shape)")
 
 
 def remove_blocks(model, data: data_lib.Dataset, cfg: Config, workdir: str, callbacks=()):

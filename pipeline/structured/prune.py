@@ -15,7 +15,7 @@ from pipeline.structured import rounding
 from pipeline.structured import surgery
 from pipeline.models import train as train_lib
 from pipeline import config as config_lib
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -127,7 +127,7 @@ def scores(a: surgery.Analysis, criterion: str, x: np.ndarray,
     ValueError: unknown criterion.
   """
   if criterion not in CRITERIA:
-    raise ValueError(f"--structured_criterion={criterion}: unknown; valid: {', '.join(CRITERIA)}")
+    raise FlagError("structured_criterion", criterion, f"unknown; valid: {', '.join(CRITERIA)}")
   groups = a.prunable()
   points, stats = _read_points(a, criterion, groups, x, y)
   if criterion == "bn_gamma":
@@ -197,7 +197,7 @@ def select(a: surgery.Analysis, group_scores: Dict[int, np.ndarray], rate: float
       keep[gid] = np.sort(np.argsort(-s, kind="stable")[:n_keep])
     return keep
   if scope != "global":
-    raise ValueError(f"--structured_scope={scope}: unknown; valid: {', '.join(SCOPES)}")
+    raise FlagError("structured_scope", scope, f"unknown; valid: {', '.join(SCOPES)}")
   entries = sorted((s[c] / (s.mean() + 1e-12), gid, c)
                    for gid, s in group_scores.items() for c in range(len(s)))
   to_remove = int(rate * len(entries))

@@ -18,6 +18,7 @@ import tf_keras as keras  # pylint: disable=g-bad-import-order
 
 from pipeline import config as config_lib
 from pipeline.models import flatten
+from pipeline.config import FlagError
 
 PRODUCERS = ("Conv2D", "Dense", "SeparableConv2D")
 PASS_THROUGH = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout",
@@ -149,7 +150,7 @@ def analyze(model: keras.Model, skip: str = "", fold: str = "exact") -> Analysis
   analysis = Analysis(model, sp.groups, in_space, out_space, config["layers"], {})
   analysis.consts = _zero_producer_values(analysis)
   if fold not in FOLDS:
-    raise ValueError(f"--structured_fold={fold}: unknown; valid: {', '.join(FOLDS)}")
+    raise FlagError("structured_fold", fold, f"unknown; valid: {', '.join(FOLDS)}")
   _settle_inexact_folds(analysis, sp, fold)
   return analysis
 

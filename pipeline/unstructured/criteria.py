@@ -25,6 +25,7 @@ import tensorflow as tf
 from pipeline import config as config_lib
 from pipeline.models import sparsity
 from pipeline.unstructured import obs as obs_lib
+from pipeline.config import FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -67,8 +68,8 @@ def scores(model, names: List[str], criterion: str, x: np.ndarray, y: np.ndarray
 
 def _scores(model, names, criterion, x, y, seed, w):
   if criterion not in CRITERIA or criterion == "obs":
-    raise ValueError(f"--pruning_criterion={criterion}: no per-weight score; valid: "
-                     f"{', '.join(c for c in CRITERIA if c != 'obs')}")
+    raise FlagError("pruning_criterion", criterion, f"no per-weight score; valid: "
+                    f"{', '.join(c for c in CRITERIA if c != 'obs')}")
   if criterion in ("magnitude", "global_magnitude"):
     return {n: np.abs(v) for n, v in w.items()}
   if criterion == "random":

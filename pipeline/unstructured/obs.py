@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.models import flatten
+from pipeline.config import FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -108,9 +109,9 @@ def prune_layers(model, rates: Dict[str, float], x: np.ndarray) -> Dict[str, flo
   """
   bad = [n for n in rates if not supported(model.get_layer(n))]
   if bad:
-    raise ValueError(f"--pruning_criterion=obs: handles Dense and Conv2D layers, not "
-                     f"{', '.join(f'{n} ({type(model.get_layer(n)).__name__})' for n in bad)}; "
-                     "leave them out with --layer_rates=NAME:0 or use another criterion")
+    raise FlagError("pruning_criterion", "obs", f"handles Dense and Conv2D layers, not "
+                    f"{', '.join(f'{n} ({type(model.get_layer(n)).__name__})' for n in bad)}; "
+                    "leave them out with --layer_rates=NAME:0 or use another criterion")
   grams = gram(model, list(rates), x)
   out = {}
   for n, rate in rates.items():

@@ -20,7 +20,7 @@ import numpy as np
 from export import graph as graph_lib
 from pipeline.models import sparsity
 from pipeline import rules
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 
 def qualifies(model) -> Tuple[bool, str]:
@@ -39,8 +39,8 @@ def check_model(model, cfg: Config) -> None:
   if cfg.pruning_policy:
     ok, why = qualifies(model)
     if not ok:
-      raise ValueError(f"--pruning_policy=xnnpack: {model.name} does not qualify for "
-                       f"XNNPACK's sparse inference ({why}); --model=sparse_mobilenet does")
+      raise FlagError("pruning_policy", "xnnpack", f"{model.name} does not qualify for "
+                      f"XNNPACK's sparse inference ({why}); --model=sparse_mobilenet does")
 
 
 def policy_layers(model) -> List[str]:
@@ -72,8 +72,8 @@ def rates(cfg: Config, model, asked: Dict[str, float]) -> Dict[str, float]:
     dense = {n: r for n, r in asked.items()
              if len(sparsity.pruned_weight(model.get_layer(n)).shape) == 2}
     if not dense:
-      raise ValueError(f"--block_size={cfg.block_size}: TF-MOT prunes blocks of 2-D kernels "
-                       f"only, and no Dense layer is in scope ({', '.join(asked)})")
+      raise FlagError("block_size", cfg.block_size, f"TF-MOT prunes blocks of 2-D kernels "
+                      f"only, and no Dense layer is in scope ({', '.join(asked)})")
     return dense
   return asked
 

@@ -16,7 +16,7 @@ from pipeline.unstructured import schedules as schedules_lib
 from pipeline.models import sparsity as sparsity_lib
 from pipeline.models import flatten
 from pipeline.models import train as train_lib
-from pipeline.config import Config
+from pipeline.config import Config, FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -81,8 +81,8 @@ def schedule_steps(cfg: Config, train_examples: int) -> Schedule:
   else:
     end = cfg.pruning_end_step
     if not 1 <= end <= total:
-      raise ValueError(f"--pruning_end_step={end}: {run}; the target is reached only on a "
-                       f"step that runs, so it must be in 1..{total}")
+      raise FlagError("pruning_end_step", end, f"{run}; the target is reached only on a "
+                      f"step that runs, so it must be in 1..{total}")
     if end < begin or (end - begin) % freq:
       raise ValueError(
           f"--pruning_end_step={end}: masks update on steps --pruning_begin_step={begin} plus "
