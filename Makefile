@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv run run-fashion test test-all bench arm fashion-data clean
+.PHONY: venv run run-fashion test test-all coverage bench arm fashion-data clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ run-fashion: $(STAMP) fashion-data
 
 test: $(STAMP) fashion-data
 	$(PY) -m pytest
+
+# The suite with line coverage of pipeline/ and export/ (in-process code; subprocess runs are
+# not traced).
+coverage: $(STAMP) fashion-data
+	$(PY) -m pytest --cov=pipeline --cov=export --cov-report=term
 
 # Everything, the slow benchmarks included.
 test-all: $(STAMP) fashion-data

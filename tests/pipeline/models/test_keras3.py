@@ -256,33 +256,40 @@ def test_cli_prunes_a_keras3_cnn_and_writes_it_back_in_keras3(tmp_path, keras3_c
   assert abs(float(np.mean(kernel == 0)) - 0.5) < 0.01  # The pruned zeros came back too.
 
 
-@pytest.mark.e2e
-def test_cli_prunes_a_keras3_mobilenet_v3_small_structured(tmp_path):
-  """Hard-swish and squeeze-excite blocks: the groups they allow are removed, the rest are
-  left whole with their reason in the report (structured only: the CNN test covers TF-MOT)."""
-  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
+def test_a_keras3_mobilenet_v3_small_loses_channels_and_goes_back_to_keras3(tmp_path):
+  """Hard-swish and squeeze-excite blocks: the groups they allow are removed, the rest are left
+  whole with their reason, and the smaller model is written back in Keras 3. In-process (the
+  stages a run chains); the CLI tests cover the command (the CNN and the user MobileNetV2)."""
+  # pylint: disable=g-import-not-at-top
+  from conftest import small_config
+  from export import console
+  from pipeline import job
+  from pipeline.data import shapes
+  from pipeline.report import sections
+  from pipeline.stages import keras3 as keras3_stage
+  from pipeline.structured import prune as structured
   photos = shapes.write_folder(str(tmp_path / "photos"), shapes.CLASSES[:3], 16, 32, seed=2)
   model = _moved_batchnorm(keras.applications.MobileNetV3Small(
       input_shape=(32, 32, 3), weights=None, classes=3))
   model.save(tmp_path / "v3.keras")
-  wd = tmp_path / "run"
-  proc = run_cli(["--dataset=folder", f"--data_dir={photos}",
-                  f"--baseline_path={tmp_path}/v3.keras", "--structured_rate=0.4",
-                  # Trained-looking BatchNorms: exact folding would keep the expansions whole.
-                  "--structured_fold=approximate",
-                  "--fine_tune_epochs=1", "--batch_size=16", "--export_formats=float32",
-                  "--benchmark_runs=5", f"--workdir={wd}"], cwd=REPO, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads((wd / "report.json").read_text())
-  st = report["pruned"]["structured"]
-  kept = {g: sizes for step in st["steps"] for g, sizes in step["groups"].items()}
+  # Trained-looking BatchNorms: exact folding would keep the expansions whole.
+  cfg = small_config(dataset="folder", data_dir=photos, baseline_path=str(tmp_path / "v3.keras"),
+                     structured_rate=0.4, structured_fold="approximate", fine_tune_epochs=1,
+                     batch_size=16, workdir=str(tmp_path / "run"))
+  prep = job.preflight(cfg)
+  assert prep.keras3 is not None and prep.keras3.max_diff <= 1e-5
+  result = structured.prune_structures(prep.baseline, prep.data, cfg, str(tmp_path))
+  kept = {g: sizes for step in result.steps for g, sizes in step["groups"].items()}
   assert kept["expanded_conv_1_expand"][1] < kept["expanded_conv_1_expand"][0]
-  assert report["pruned"]["macs"] < 0.7 * report["baseline"]["macs"]
-  assert all(e["gate"] == "ok" for e in report["exports"])
-  md = (wd / "report.md").read_text()
-  assert "- left whole: logits: it is the model's output" in md
-  mine = keras.saving.load_model(wd / "pruned_keras3.keras", safe_mode=True)
-  assert mine.count_params() == report["pruned"]["params"]
+  assert result.macs_after < 0.7 * result.macs_before
+  row = {"rate": 0.4, "criterion": "l1", "scope": "per_layer", "steps": result.steps,
+         "skipped": result.skipped, "fold": result.fold, "fold_reason": result.fold_reason}
+  assert "- left whole: logits: it is the model's output" in "\n".join(
+      sections.structured_lines(row, []))
+  out = keras3_stage.stage(result.model, "pruned", prep.data, cfg, str(tmp_path),
+                           console.Console(enabled=False), {})
+  mine = keras.saving.load_model(tmp_path / out["path"], safe_mode=True)
+  assert mine.count_params() == result.model.count_params()  # The smaller model, in Keras 3.
 
 
 def test_a_result_that_cannot_go_back_to_keras3_fails_before_training(digits):
