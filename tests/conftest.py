@@ -38,6 +38,18 @@ def trained_cnn(mnist_small, tmp_path_factory):
   return model
 
 
+@pytest.fixture(scope="session")
+def pruned_cnn(trained_cnn, mnist_small, tmp_path_factory):
+  """trained_cnn pruned by TF-MOT to 80% (conv2, dense1) and fine-tuned 2 epochs."""
+  # pylint: disable=g-import-not-at-top
+  from pipeline.planning import layer_rates
+  from pipeline.unstructured import prune
+  cfg = small_config(prune=True, pruning_rate=0.8, fine_tune_epochs=2)
+  rates = layer_rates.for_model(trained_cnn, cfg)
+  wd = str(tmp_path_factory.mktemp("pruned"))
+  return prune.prune(trained_cnn, mnist_small, cfg, wd, rates).model
+
+
 def first(split, n=None):
   """The first `n` images of a split (all by default) as float32 raw pixels, in order."""
   import numpy as np  # pylint: disable=g-import-not-at-top

@@ -3,20 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import small_config, first
+from conftest import first
 from export import gates, litert, tflite, verify
 from pipeline import data
 from pipeline.stages import measure
-from pipeline.planning import layer_rates
-from pipeline.unstructured import prune
-
-
-@pytest.fixture(scope="module")
-def pruned_cnn(trained_cnn, mnist_small, tmp_path_factory):
-  cfg = small_config(prune=True, pruning_rate=0.8, fine_tune_epochs=2)
-  rates = layer_rates.for_model(trained_cnn, cfg)
-  wd = str(tmp_path_factory.mktemp("p"))
-  return prune.prune(trained_cnn, mnist_small, cfg, wd, rates).model
 
 
 @pytest.fixture(scope="module")
