@@ -83,7 +83,7 @@ def _folder(out_dir):
 def _momentum(model):
   # keras.applications' BatchNorm momentum (0.999) is for ImageNet's millions of steps; a
   # brief fine-tune on a few hundred images leaves its moving statistics stale (the same
-  # reason pipeline/models.py sets 0.9 for its own MobileNets).
+  # reason pipeline/models/architectures.py sets 0.9 for its own MobileNets).
   import keras  # pylint: disable=g-import-not-at-top
   for layer in model.layers:
     if isinstance(layer, keras.layers.BatchNormalization):

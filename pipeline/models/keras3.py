@@ -1,6 +1,6 @@
-"""Keras 3 at the boundary: recognise a Keras 3 file (pipeline/safe_load.py loads it with
+"""Keras 3 at the boundary: recognise a Keras 3 file (pipeline/models/safe_load.py loads it with
 Keras 3's safe mode), hand the pipeline a tf_keras copy checked on real images, and write a
-result back as a Keras 3 file checked the same way (pipeline/keras3_translate.py rebuilds the
+result back as a Keras 3 file checked the same way (pipeline/models/keras3_translate.py rebuilds the
 models).
 
 The check: both models' outputs on the same images within TOLERANCE (max |diff|) and the same

@@ -6,7 +6,7 @@ dropped, since the weights are copied after). What one side lacks is rebuilt fro
 other has: Keras 3's `relu6`, `hard_sigmoid` and `hard_swish` activations (tf_keras has no
 such names, and its `hard_sigmoid` is another function) and arithmetic on symbolic tensors
 (`x + 3.0`: Keras 3 op nodes, tf_keras TFOpLambda layers). Anything else is refused by name.
-pipeline/keras3_translate.py replays whole graphs with these.
+pipeline/models/keras3_translate.py replays whole graphs with these.
 """
 
 import dataclasses

@@ -1,7 +1,7 @@
 """Rebuild a model in the other Keras: Keras 3 (`import keras`) to tf_keras (Keras 2) and back.
 
 TF-MOT and this pipeline run on tf_keras; users' models are Keras 3. Neither can read the
-other's files, so a model crosses over layer by layer (pipeline/keras3_layers.py builds each
+other's files, so a model crosses over layer by layer (pipeline/models/keras3_layers.py builds each
 layer): the graph is replayed node by node (Sequential, Functional with branches and merges,
 nested models with their call arguments such as `training=False`), then the weights are copied.
 """

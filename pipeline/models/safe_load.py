@@ -3,7 +3,7 @@
 A `.keras` file, from Keras 3 (`import keras`, TensorFlow >= 2.16) or tf_keras, is read with
 `safe_mode=True`: a Lambda layer (Python bytecode) in it is refused. A Keras 3 model is
 rebuilt in tf_keras, which TF-MOT needs, and the copy checked on real images
-(pipeline/keras3.py). `.h5` files and SavedModel directories can carry Lambda bytecode or
+(pipeline/models/keras3.py). `.h5` files and SavedModel directories can carry Lambda bytecode or
 arbitrary graph ops that run on load, so they are refused unless the user trusts the file.
 """
 

@@ -48,7 +48,7 @@ def build(cfg, dataset: dict, baseline: dict, pruned: Optional[dict], exports: S
       "stage_seconds": stage_seconds,
       "tensorboard": _event_dirs(workdir),
       "arm": arm,  # pipeline/stages/arm.py's section (--arm_check), else None.
-      "keras3": keras3,  # pipeline/keras3_stage.py's Keras 3 file, else None.
+      "keras3": keras3,  # pipeline/stages/keras3.py's Keras 3 file, else None.
   }
 
 

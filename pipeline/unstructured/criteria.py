@@ -8,7 +8,7 @@ Each criterion scores every weight of the pruned kernels (higher = keep) and the
 - gradient: |w * dL/dw| summed over calibration batches (SNIP, Lee et al. 2019).
 - obd: Optimal Brain Damage's saliency 1/2 * H_ii * w^2 (LeCun et al. 1990), the Hessian's
   diagonal approximated by the empirical Fisher, the mean squared gradient over small batches.
-- obs: layer-wise Optimal Brain Surgeon with reconstruction (pipeline/obs.py).
+- obs: layer-wise Optimal Brain Surgeon with reconstruction (pipeline/unstructured/obs.py).
 - random: a control.
 
 TF-MOT stays the engine for training with masks: the chosen weights are zeroed and the layer

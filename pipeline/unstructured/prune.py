@@ -1,5 +1,5 @@
 """Pruning stage: wrap with prune_low_magnitude under PolynomialDecay (or ConstantSparsity),
-fine-tune, then strip; one-shot, iterative and other criteria are in pipeline/schedules.py."""
+fine-tune, then strip; one-shot, iterative and other criteria are in schedules.py."""
 
 import dataclasses
 import math

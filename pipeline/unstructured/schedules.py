@@ -1,10 +1,10 @@
 """Pruning schedules (`--schedule`) and criteria other than TF-MOT's gradual magnitude.
 
 - polynomial: TF-MOT's PolynomialDecay, sparsity rising to the target over two thirds of the
-  fine-tuning (the default; pipeline/prune.py).
+  fine-tuning (the default; pipeline/unstructured/prune.py).
 - constant: TF-MOT's ConstantSparsity, the target from the first step, masks re-chosen by
   magnitude every --pruning_frequency steps.
-- one_shot: the criterion (pipeline/criteria.py) removes the target at once, then the mask is
+- one_shot: the criterion (criteria.py) removes the target at once, then the mask is
   held while fine-tuning (--fine_tune_epochs=0 allowed: no recovery, to compare criteria).
 - iterative: --iterative_rounds rounds of "remove a step more, fine-tune" (Han et al. 2015),
   each round keeping the same fraction of what is left, the fine-tuning epochs split over them.

@@ -1,4 +1,4 @@
-"""Tests for pipeline/console.py: stage lines, epoch bars, and what the quiet console hides."""
+"""Tests for export/console.py: stage lines, epoch bars, and what the quiet console hides."""
 
 import io
 import time

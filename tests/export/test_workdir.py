@@ -1,4 +1,4 @@
-"""Tests for pipeline/workdir.py: never clobber a run, never leave a half-written file."""
+"""Tests for export/workdir.py: never clobber a run, never leave a half-written file."""
 
 import os
 

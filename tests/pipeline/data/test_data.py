@@ -1,4 +1,4 @@
-"""Tests for pipeline/data.py and pipeline/digits.py: offline fallback, stratified splits, IDX
+"""Tests for pipeline/data/core.py and digits.py: offline fallback, stratified splits, IDX
 checks, streaming batches, one-line errors."""
 
 import gzip

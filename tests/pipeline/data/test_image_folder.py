@@ -1,4 +1,4 @@
-"""Tests for pipeline/image_folder.py: generated RGB folders, split or not, and bad folders."""
+"""Tests for pipeline/data/image_folder.py: generated RGB folders, split or not, and bad folders."""
 
 import os
 import shutil

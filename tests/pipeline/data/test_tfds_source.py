@@ -1,4 +1,4 @@
-"""Tests for pipeline/tfds_source.py with tfds.testing.mock_data (TFDS's own way to run its
+"""Tests for pipeline/data/tfds_source.py with tfds.testing.mock_data (TFDS's own way to run its
 loaders without a download): any dataset by name, its splits or a split of train, errors."""
 
 import numpy as np

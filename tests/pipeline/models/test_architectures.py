@@ -1,4 +1,4 @@
-"""Tests for pipeline/models.py: architectures and loading a trained baseline."""
+"""Tests for pipeline/models/architectures.py: architectures and loading a trained baseline."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for pipeline/keras3.py and keras3_translate.py: models built with Keras 3 (`import
+"""Tests for pipeline/models/keras3.py and keras3_translate.py: models built with Keras 3 (`import
 keras`, TensorFlow 2.21's default) rebuilt in tf_keras and back, checked on real images, and
 Keras 3 files through safe_load and the CLI."""
 

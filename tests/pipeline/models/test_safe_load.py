@@ -1,4 +1,4 @@
-"""Tests for pipeline/safe_load.py: a user's model loads, code-carrying files are refused."""
+"""Tests for pipeline/models/safe_load.py: a user's model loads, code-carrying files are refused."""
 
 import numpy as np
 import pytest

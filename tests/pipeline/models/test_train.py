@@ -1,4 +1,4 @@
-"""Tests for pipeline/train.py: the best epoch is the one kept."""
+"""Tests for pipeline/models/train.py: the best epoch is the one kept."""
 
 import numpy as np
 import tf_keras as keras

@@ -1,4 +1,5 @@
-"""Tests for pipeline/structured.py: each criterion ranks channels as it should; scopes; steps."""
+"""Tests for pipeline/structured/prune.py: each criterion ranks channels as it should; scopes;
+steps."""
 
 import numpy as np
 import pytest

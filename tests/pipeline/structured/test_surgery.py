@@ -1,4 +1,5 @@
-"""Tests for pipeline/surgery.py: supported patterns shrink exactly; the rest is left whole."""
+"""Tests for pipeline/structured/surgery.py: supported patterns shrink exactly; the rest is left
+whole."""
 
 import numpy as np
 import pytest

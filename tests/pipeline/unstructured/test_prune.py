@@ -1,4 +1,5 @@
-"""Tests for pipeline/prune.py: schedule derivation, layer choice, sparsity reached, strip."""
+"""Tests for pipeline/unstructured/prune.py: schedule derivation, layer choice, sparsity reached,
+strip."""
 
 import dataclasses
 import pathlib
