@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 import tempfile
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 # A directory holding this file is a run of this tool.
 MARKER = "flags.txt"
@@ -51,6 +51,12 @@ def _writer_pid(staging: str) -> Optional[int]:
     return None
   except PermissionError:
     return pid
+  try:  # A killed process nobody has reaped yet (a zombie) writes nothing.
+    with open(f"/proc/{pid}/stat") as f:
+      if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+        return None
+  except (OSError, IndexError):
+    pass
   return pid
 
 
@@ -98,20 +104,62 @@ def recover(path: str) -> List[str]:
   return notes
 
 
-def begin(path: str, overwrite: bool) -> Tuple[str, List[str]]:
-  """Starts a run into `path`: returns (the staging directory to write, notes from recover).
+def flag_values(text: str) -> dict:
+  """{name: value} of a flags.txt (`--name=value`, `--name`, `--noname` lines)."""
+  values = {}
+  for line in text.splitlines():
+    if line.startswith("--"):
+      name, eq, value = line[2:].partition("=")
+      values[name] = value if eq else "true"
+  return values
 
-  Nothing in `path` changes until `finish`; the staging directory holds an INCOMPLETE marker
-  with this process's pid until then.
+
+def differing_flags(old: str, new: str, ignore: Sequence[str] = ()) -> List[str]:
+  """Flags set differently in two flags.txt texts (`--name`), `ignore`d names left out."""
+  a, b = flag_values(old), flag_values(new)
+  return [f"--{n}" for n in sorted(set(a) | set(b))
+          if n not in ignore and a.get(n) != b.get(n)]
+
+
+def resumable(path: str, flags_text: str, restart: bool, ignore: Sequence[str] = ()) -> bool:
+  """Whether an interrupted run into `path` (its staging directory, no live writer) is to be
+  resumed: it was started by the same flags, apart from `ignore`d ones.
 
   Raises:
-    ValueError: as check(), or the staging directory cannot be created.
+    ValueError: it was started by other flags and `restart` is not set (one line naming them).
+  """
+  staging = staging_path(path)
+  marker = os.path.join(staging, MARKER)
+  if restart or not os.path.exists(marker) or _writer_pid(staging) is not None:
+    return False
+  with open(marker) as f:
+    differ = differing_flags(f.read(), flags_text, ignore)
+  if differ:
+    raise ValueError(f"--workdir={path}: holds an interrupted run of another command (it "
+                     f"differs in {', '.join(differ)}); run that command again to resume it, "
+                     "or pass --restart to start over")
+  return True
+
+
+def begin(path: str, overwrite: bool, flags_text: Optional[str] = None, restart: bool = False,
+          ignore: Sequence[str] = ()) -> Tuple[str, List[str]]:
+  """Starts a run into `path`: returns (the staging directory to write, notes for the user).
+
+  Nothing in `path` changes until `finish`; the staging directory holds an INCOMPLETE marker
+  with this process's pid until then. Given `flags_text`, an interrupted run of the same flags
+  is kept, for the caller to resume (see `resumable`); otherwise it is removed (`recover`).
+
+  Raises:
+    ValueError: as check() or resumable(), or the staging directory cannot be created.
   """
   check(path, overwrite)
-  notes = recover(path)
   staging = staging_path(path)
+  if flags_text is not None and resumable(path, flags_text, restart, ignore):
+    notes = [f"Resuming the interrupted run in {staging} (same flags; --restart starts over)."]
+  else:
+    notes = recover(path)
   try:
-    os.makedirs(staging)
+    os.makedirs(staging, exist_ok=True)
   except OSError as e:
     raise ValueError(f"--workdir={path}: cannot be written ({e.strerror})") from None
   atomic_write(os.path.join(staging, INCOMPLETE),

@@ -16,6 +16,7 @@ EXPORT_FORMATS = formats.FORMATS
 STRUCTURED_CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamma")
 STRUCTURED_SCOPES = ("per_layer", "global")
 STRUCTURED_FOLDS = ("auto", "exact", "approximate")
+STRATEGIES = ("one_device", "mirrored", "multi_worker")  # pipeline/distribute.py.
 
 
 SENSITIVITY_RATES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # 0.98: room above 95% for layer_rates=auto.
@@ -107,6 +108,11 @@ class Config:
   # Output.
   workdir: str = "runs/default"
   overwrite: bool = False
+  restart: bool = False  # Start over instead of resuming an interrupted run of another command.
+
+  # Resume and multi-worker training (pipeline/distribute.py, pipeline/stages/progress.py).
+  strategy: str = "one_device"
+  backup_every_steps: int = 0  # BackupAndRestore also every N steps; 0 = every epoch only.
   verbose: int = 0  # Keras' own fit output (0: none; the console shows one bar a fit).
 
 

@@ -9,7 +9,9 @@ import dataclasses
 import json
 import logging as py_logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Optional
 
 from absl import logging
@@ -21,12 +23,14 @@ from export import gates
 from export import verify as verify_lib
 from export import workdir as workdir_lib
 from pipeline import data as data_lib
+from pipeline import distribute
 from pipeline import report as report_lib
 from pipeline import rules
 from pipeline.config import Config
 from pipeline.models import architectures as models_lib
 from pipeline.models import macs as macs_lib
 from pipeline.models import safe_load
+from pipeline.models import train as train_lib
 from pipeline.planning import layer_rates
 from pipeline.planning import sensitivity as sensitivity_lib
 from pipeline.planning import speed_target
@@ -34,6 +38,7 @@ from pipeline.stages import arm as arm_stage
 from pipeline.stages import baseline as baseline_stage
 from pipeline.stages import keras3 as keras3_stage
 from pipeline.stages import measure as measure_lib
+from pipeline.stages import progress as progress_lib
 from pipeline.stages import pruning
 from pipeline.structured import blocks as blocks_lib
 from pipeline.structured import prune as structured_lib
@@ -58,8 +63,9 @@ class Prepared:
   keras3: Optional[object] = None  # keras3.Agreement: how a Keras 3 baseline was carried over.
 
 
-def preflight(cfg: Config) -> Prepared:
-  """Loads the data and any given baseline, and checks the schedule; writes nothing.
+def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
+  """Loads the data and any given baseline, and checks the schedule; writes nothing. Run it
+  under the training strategy's scope (a fresh model's variables are created here).
 
   Raises:
     ValueError: with a one-line message naming the flag and value at fault.
@@ -88,7 +94,8 @@ def preflight(cfg: Config) -> Prepared:
     schedule = prune_lib.schedule_steps(cfg, len(data.train))
     if cfg.layer_rates != "auto":  # A bad --layer_rates fails before any training.
       layer_rates.for_model(baseline or fresh, cfg)
-  workdir_lib.check(cfg.workdir, cfg.overwrite)
+  if check_workdir:
+    workdir_lib.check(cfg.workdir, cfg.overwrite)
   return Prepared(data, baseline, fresh, schedule, translated)
 
 
@@ -97,22 +104,46 @@ def bounds_of(cfg: Config) -> gates.Bounds:
                       int8_max_points=cfg.max_int8_accuracy_change)
 
 
+# Flags that may change between a crash and the re-run that resumes it.
+RESUME_MAY_DIFFER = ("restart", "overwrite", "backup_every_steps", "strategy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """What the training stages left (their models are files in the run: baseline.keras and,
+  if anything was pruned, pruned.keras)."""
+  fit: Optional[train_lib.FitResult]
+  pruned_row: Optional[dict]
+  pruned_layers: list
+
+
 def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
-            con: Optional[console_lib.Console] = None) -> dict:
+            con: Optional[console_lib.Console] = None,
+            cluster: distribute.Cluster = distribute.Cluster(), strategy=None) -> Optional[dict]:
   """Runs every stage and returns the report, written with the run into cfg.workdir.
 
+  The run is written in a staging directory first; run again with the same `flags_text` after
+  a crash, it resumes there (stages.json says which stages had finished). Under a
+  multi-worker `cluster`, a worker other than the chief trains in lockstep in a temporary copy
+  of that directory, writes nothing else, and returns None.
+
   Raises:
-    ValueError: the workdir cannot be used (as workdir.check).
+    ValueError: the workdir cannot be used (as workdir.check), or holds an interrupted run of
+      other flags (without --restart).
     StageError: a stage raised; the traceback is in the staging directory's log.txt, and the
       previous run in cfg.workdir (if any) is left as it was.
   """
   con = con or console_lib.Console(enabled=False)
-  wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite)
+  strategy = strategy or distribute.make(cluster)
+  if not cluster.is_chief:
+    return _worker(cfg, prep, flags_text, con, strategy)
+  wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite, flags_text, cfg.restart,
+                                RESUME_MAY_DIFFER)
   handler = console_lib.log_to(os.path.join(wd, LOG_FILE))
   for note in notes:
     logging.warning("%s", note)
   try:
-    report = _stages(cfg, prep, flags_text, wd, con)
+    report = _stages(cfg, prep, flags_text, wd, con, strategy, cluster)
   except speed_target.BadTarget as e:  # Bad input only the latency stage could tell.
     trained = os.path.join(wd, "baseline.keras")
     kept = (f" (the trained baseline is kept in {trained}: pass it as --baseline_path to try "
@@ -127,38 +158,58 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
         sys.exc_info()))
     raise StageError(f"{con.current or 'setup'} stage failed: {type(e).__name__}: "
                      f"{' '.join(str(e).split())[:300]} (traceback in "
-                     f"{os.path.join(wd, LOG_FILE)}; {cfg.workdir} was not changed)") from e
+                     f"{os.path.join(wd, LOG_FILE)}; {cfg.workdir} was not changed; the same "
+                     "command resumes it)") from e
   finally:
     py_logging.getLogger().removeHandler(handler)
     handler.close()
+  train_lib.remove_backups(wd)
   workdir_lib.finish(wd, cfg.workdir)
   return report
 
 
+def _worker(cfg: Config, prep: Prepared, flags_text: str, con, strategy) -> None:
+  """A worker other than the chief: the training stages, in a temporary copy of the chief's
+  staging directory (so a resumed job skips and restores exactly what the chief does)."""
+  wd = tempfile.mkdtemp(prefix="prune-worker-")
+  staging = workdir_lib.staging_path(cfg.workdir)
+  try:
+    if os.path.isdir(staging):
+      shutil.copytree(staging, wd, dirs_exist_ok=True,
+                      ignore=shutil.ignore_patterns("tflite", workdir_lib.INCOMPLETE))
+    progress = progress_lib.Progress(wd)
+    with strategy.scope():
+      _train(cfg, prep, wd, con, progress.seconds(), progress)
+  finally:
+    shutil.rmtree(wd, ignore_errors=True)
+
+
 def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
-            con: console_lib.Console) -> dict:
+            con: console_lib.Console, strategy, cluster: distribute.Cluster) -> dict:
+  progress = progress_lib.Progress(wd)
+  resuming = progress.resuming()
+  if resuming:
+    con.line(resuming)
+    logging.info("%s", resuming)
   workdir_lib.atomic_write(os.path.join(wd, workdir_lib.MARKER), flags_text)
   workdir_lib.atomic_write(os.path.join(wd, "config.json"),
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-  data, seconds = prep.data, {}
-  baseline, fit = baseline_stage.stage(cfg, data, prep.baseline, prep.fresh, wd, con, seconds)
-  chosen = None
-  if cfg.sensitivity or cfg.layer_rates == "auto":
-    curves = sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds)
-    if cfg.layer_rates == "auto":
-      chosen = sensitivity_lib.auto_rates(baseline, curves[0], cfg)
-  plan = speed_target.stage(baseline, data, cfg, wd, con, seconds) if cfg.target_speedup else None
+  data, seconds = prep.data, progress.seconds()
+  with strategy.scope():
+    trained = _train(cfg, prep, wd, con, seconds, progress)
+  # Exported from the files the training stages saved, outside any strategy: plain models.
+  baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
-  baseline_row = baseline_stage.row(baseline, fit, outputs["baseline"], data, prep.keras3)
-  final, pruned_row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
-                                                 prep.schedule, plan, chosen)
-  models = {"baseline": baseline}
-  if final is not baseline:
+  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep.keras3)
+  baseline_row["training"] = cluster.describe(cfg.batch_size, data.train.shard_by)
+  models, final, pruned_row = {"baseline": baseline}, baseline, None
+  if trained.pruned_row is not None:
+    final = progress_lib.load_model(os.path.join(wd, "pruned.keras"))
     models["pruned"] = final
     outputs["pruned"] = data_lib.predict(final, data.test)
-    pruned_row = _pruned_row(final, pruned_row, pruned_layers, outputs["pruned"], data, wd)
-  else:
-    pruned_row = None
+    pruned_row = _pruned_row(final, trained.pruned_row, trained.pruned_layers,
+                             outputs["pruned"], data)
+  pruned_layers = trained.pruned_layers
   rows = measure_lib.export_and_measure(
       models, _export_plan(cfg, pruned_row is not None), outputs,
       {"pruned": pruned_layers} if pruned_row else {}, data, os.path.join(wd, "tflite"),
@@ -181,10 +232,47 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   return report
 
 
-def _pruned_row(model, fields: dict, pruned_layers, outputs, data, wd: str) -> dict:
-  """The report's pruned row: the pruning stages' fields, sparsity, accuracy, size; the model
-  is saved as wd/pruned.keras."""
-  workdir_lib.save_keras(model, os.path.join(wd, "pruned.keras"))
+def _train(cfg: Config, prep: Prepared, wd: str, con: console_lib.Console, seconds: dict,
+           progress: progress_lib.Progress) -> Trained:
+  """The training stages (under the strategy's scope): baseline, sensitivity, latency plan,
+  pruning. Each one that finished before is read back from the run, not run again."""
+  data = prep.data
+  baseline, fit = progress_lib.model_stage(
+      progress, "baseline", wd,
+      lambda: _encode_fit(*baseline_stage.stage(cfg, data, prep.baseline, prep.fresh, wd, con,
+                                                seconds)), seconds)
+  fit = train_lib.FitResult(**fit["fit"]) if fit["fit"] else None
+  chosen = None
+  if cfg.sensitivity or cfg.layer_rates == "auto":
+    curves = progress_lib.json_stage(
+        progress, "sensitivity",
+        lambda: sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds),
+        lambda cs: [dataclasses.asdict(c) for c in cs],
+        lambda ds: [sensitivity_lib.Curves(**d) for d in ds], seconds)
+    if cfg.layer_rates == "auto":
+      chosen = sensitivity_lib.auto_rates(baseline, curves[0], cfg)
+  plan = None
+  if cfg.target_speedup:
+    plan = progress_lib.json_stage(
+        progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
+        dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
+  final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
+                                          prep.schedule, plan, chosen, progress)
+  if final is baseline:
+    return Trained(fit, None, [])
+  if not progress.done("pruned model"):
+    workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
+    progress.record("pruned model", None, ["pruned.keras"])
+  return Trained(fit, row, pruned_layers)
+
+
+def _encode_fit(model, fit):
+  return model, {"fit": dataclasses.asdict(fit) if fit else None}
+
+
+def _pruned_row(model, fields: dict, pruned_layers, outputs, data) -> dict:
+  """The report's pruned row: the pruning stages' fields, sparsity, accuracy, size (the model
+  is wd/pruned.keras)."""
   row = dict(fields, **sparsity_lib.summarize(model, pruned_layers),
              test_accuracy=verify_lib.top1_accuracy(outputs, data.test.labels),
              path="pruned.keras", params=int(model.count_params()), macs=macs_lib.count(model))

@@ -38,6 +38,10 @@ def check(cfg: Config) -> None:
   if cfg.structured_rate > 0 and cfg.target_speedup:
     raise FlagError("target_speedup", f"{cfg.target_speedup:g}", "chooses the structured rates "
                     f"itself; leave --structured_rate (now {cfg.structured_rate:g}) at 0")
+  if cfg.strategy == "multi_worker" and cfg.target_speedup:
+    raise FlagError("target_speedup", f"{cfg.target_speedup:g}", "chooses rates by timing "
+                    "models, and each worker would time its own; with --strategy=multi_worker "
+                    "use --structured_rate (or plan it in a one-worker run first)")
   if cfg.latency_table and not cfg.target_speedup:
     raise FlagError("latency_table", cfg.latency_table, "is read only with --target_speedup")
   if cfg.prune:
@@ -46,14 +50,16 @@ def check(cfg: Config) -> None:
     _check_layer_rates(cfg)
 
 
-def check_paths(cfg: Config) -> None:
-  """Paths given that do not exist, and a --workdir that cannot be used: checked before
-  TensorFlow loads, so a typo costs a fraction of a second (preflight checks them again)."""
+def check_paths(cfg: Config, workdir: bool = True) -> None:
+  """Paths given that do not exist, and (if `workdir`) a --workdir that cannot be used: checked
+  before TensorFlow loads, so a typo costs a fraction of a second (preflight checks them
+  again)."""
   if cfg.data_dir and not os.path.isdir(cfg.data_dir):
     raise FlagError("data_dir", cfg.data_dir, "no such directory")
   if cfg.baseline_path and not os.path.exists(cfg.baseline_path):
     raise FlagError("baseline_path", cfg.baseline_path, "no such file or directory")
-  workdir_lib.check(cfg.workdir, cfg.overwrite)
+  if workdir:
+    workdir_lib.check(cfg.workdir, cfg.overwrite)
 
 
 def _check_needs_prune(cfg: Config) -> None:

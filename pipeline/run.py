@@ -15,6 +15,7 @@ from absl import logging
 
 from export import cli
 from export.cli import fail
+from pipeline import distribute
 from pipeline import flags as pipeline_flags
 from pipeline import rules
 from pipeline.flags import config_from_flags
@@ -25,7 +26,8 @@ def main(argv):
     fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
   try:
     cfg = config_from_flags()
-    rules.check_paths(cfg)
+    cluster = distribute.cluster(cfg.strategy)  # TF_CONFIG, read before TensorFlow loads.
+    rules.check_paths(cfg, workdir=cluster.is_chief)  # Only the chief writes the run.
   except ValueError as e:  # config.FlagError: flags that do not go together, a missing path.
     fail(str(e))
   from export import console  # pylint: disable=g-import-not-at-top
@@ -35,15 +37,17 @@ def main(argv):
 
   with console.native_output_to_log("TensorFlow's import"):
     from pipeline import job  # pylint: disable=g-import-not-at-top  (TensorFlow loads here)
+    strategy = distribute.make(cluster)  # Before TensorFlow runs anything else.
 
   try:
     with con.stage("data") as info:
-      prep = job.preflight(cfg)
+      with strategy.scope():  # The fresh model's variables belong to the strategy.
+        prep = job.preflight(cfg, check_workdir=cluster.is_chief)
       d = prep.data.summary()
       info["summary"] = (f"{d['name']} from {d['source']}: {d['train_examples']:,} train, "
                          f"{d['validation_examples']:,} validation, {d['test_examples']:,} test, "
                          f"{'x'.join(map(str, d['image_shape']))}, {len(d['classes'])} classes")
-    report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string(), con)
+    report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string(), con, cluster, strategy)
   except ValueError as e:
     fail(str(e))
   except job.StageError as e:
@@ -52,6 +56,10 @@ def main(argv):
     fail(f"interrupted; {cfg.workdir} was not changed (the same command starts it again)",
          status=130)
 
+  if report is None:  # A worker other than the chief: the chief writes the run.
+    print(f"worker {cluster.task_index}: trained with the chief; the chief writes "
+          f"{cfg.workdir}")
+    return
   from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
   print(report_lib.to_markdown(report))
   print(f"Report: {cfg.workdir}/report.md and report.json; log: {cfg.workdir}/log.txt; "

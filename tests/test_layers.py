@@ -16,7 +16,7 @@ from conftest import REPO
 # dotted components, and the longest prefix decides (pipeline.run before pipeline).
 LAYERS = (
     ("export",),
-    ("pipeline.config", "pipeline.rules"),
+    ("pipeline.config", "pipeline.rules", "pipeline.distribute"),
     ("pipeline.data",),
     ("pipeline.models",),
     ("pipeline.structured", "pipeline.unstructured"),
@@ -25,7 +25,7 @@ LAYERS = (
     ("pipeline.stages",),
     ("pipeline.job", "pipeline.sweep_job"),
     ("pipeline.flags",),
-    ("pipeline.run", "pipeline.sweep", "pipeline"),
+    ("pipeline.run", "pipeline.sweep", "pipeline.launch", "pipeline"),
 )
 # Peers in one layer that must not import each other.
 INDEPENDENT = (("pipeline.structured", "pipeline.unstructured"),)

@@ -15,10 +15,12 @@ from absl import logging
 
 from pipeline.config import Config
 from pipeline.data.core import (CACHE_BYTES, DataNotFoundError, Dataset, Split, batches,
+                                epoch_batches,
                                 cacheable, image_batches, in_memory, predict, resize_and_color,
                                 sample, split_indices, subset, train_and_validation)
 
 __all__ = ["CACHE_BYTES", "DataNotFoundError", "Dataset", "Split", "batches", "cacheable",
+           "epoch_batches",
            "image_batches", "in_memory", "load_dataset", "predict", "resize_and_color", "sample",
            "split_indices", "subset", "train_and_validation"]
 

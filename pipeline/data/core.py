@@ -41,6 +41,9 @@ class Split:
   labels: np.ndarray = dataclasses.field(repr=False)
   decode: Optional[Callable] = dataclasses.field(default=None, repr=False)
   cache: bool = False  # Keep decoded images in memory after the first pass.
+  # How multi-worker training splits it between workers: "data" (each worker keeps every N-th
+  # batch; arrays, folders) or "file" (each worker reads its own files; TFDS records).
+  shard_by: str = "data"
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -121,11 +124,46 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
     ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
   if split.decode is not None and not split.cache:
     ds = ds.map(lambda r, y: (split.decode(r), y), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
-                                num_parallel_calls=tf.data.AUTOTUNE)
+  return _finish(ds.batch(batch_size), augment, split.shard_by)
+
+
+def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, epochs: int,
+                  augment: Optional[Callable] = None,
+                  skip_batches: int = 0) -> Tuple[tf.data.Dataset, int]:
+  """Training batches for epochs `first_epoch`..`epochs - 1` (the first `skip_batches` of
+  `first_epoch` left out), epoch after epoch, each epoch in its own order, drawn from (seed,
+  epoch) alone: a fit resumed after a crash sees the batches the uninterrupted fit would have.
+  Returns (dataset, batches per epoch), for `fit(..., steps_per_epoch=)`.
+  """
+  records = split.records
+  if split.decode is not None and split.cache:
+    records = records.map(lambda r, y: (split.decode(r), y),
+                          num_parallel_calls=tf.data.AUTOTUNE).cache()
+  decode = split.decode is not None and not split.cache
+  buffer = max(1, len(split) if split.cache else min(len(split), SHUFFLE_BUFFER))
+
+  def one_epoch(epoch):
+    ds = records.shuffle(buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+    if decode:
+      ds = ds.map(lambda r, y: (split.decode(r), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size)
+
+  ds = one_epoch(first_epoch).skip(skip_batches)
+  for epoch in range(first_epoch + 1, epochs):
+    ds = ds.concatenate(one_epoch(epoch))
+  return _finish(ds, augment, split.shard_by), -(-len(split) // batch_size)
+
+
+def _finish(ds: tf.data.Dataset, augment: Optional[Callable], shard_by: str) -> tf.data.Dataset:
+  """Float32 pixels, the augmentation, how multi-worker training shards it, prefetch."""
+  ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
   if augment is not None:
     ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()  # Read only by a multi-worker strategy.
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA if shard_by == "data" else
+      tf.data.experimental.AutoShardPolicy.AUTO)  # AUTO: by file, where records come from files.
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def image_batches(split: Split, batch_size: int = 256):

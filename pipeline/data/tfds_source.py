@@ -108,7 +108,7 @@ def _undecoded_splits(builder, image_key: str, splits: tuple) -> dict:
     batches = records(split).map(lambda x, y: y).batch(65_536)
     return np.concatenate([b.numpy() for b in batches] or [np.zeros(0)]).astype(np.int64)
 
-  return {s: data_lib.Split(records(s), labels(s))
+  return {s: data_lib.Split(records(s), labels(s), shard_by="file")
           for s in ("train", "validation", "test") if s in splits or s == "train"}
 
 
@@ -153,7 +153,7 @@ def _add_decoders(raw: dict, feature, size: tuple, channels: int) -> None:
 
   for s, split in raw.items():
     raw[s] = data_lib.Split(split.records, split.labels, decode,
-                            data_lib.cacheable(len(split), shape))
+                            data_lib.cacheable(len(split), shape), shard_by="file")
 
 
 def _shape_note(feature, size: tuple, channels: int) -> str:

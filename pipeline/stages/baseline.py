@@ -2,7 +2,6 @@
 baseline.keras, and its report row."""
 
 import dataclasses
-import os
 from typing import Optional
 
 from absl import logging
@@ -10,7 +9,6 @@ import numpy as np
 
 from export import console as console_lib
 from export import verify as verify_lib
-from export import workdir as workdir_lib
 from pipeline import data as data_lib
 from pipeline.config import Config
 from pipeline.models import macs as macs_lib
@@ -20,8 +18,8 @@ from pipeline.models import sparsity as sparsity_lib
 
 def stage(cfg: Config, data: data_lib.Dataset, loaded, fresh, wd: str,
           con: console_lib.Console, seconds: dict):
-  """The `loaded` model (--baseline_path), or `fresh` trained on `data`; saved as
-  wd/baseline.keras. Returns (model, fit); fit is None for a loaded model."""
+  """The `loaded` model (--baseline_path), or `fresh` trained on `data` (TensorBoard logs in
+  wd/logs/baseline). Returns (model, fit); fit is None for a loaded model."""
   with con.stage("baseline", seconds) as info:
     if loaded is not None:
       model, fit = loaded, None
@@ -31,7 +29,6 @@ def stage(cfg: Config, data: data_lib.Dataset, loaded, fresh, wd: str,
       fit = train_lib.train_baseline(model, data, cfg, wd, [console_lib.epoch_bar(con, "baseline")])
       info["summary"] = (f"{cfg.model}, kept epoch {fit.best_epoch} of {cfg.epochs} "
                          f"(validation accuracy {fit.best_val_accuracy:.2%})")
-    workdir_lib.save_keras(model, os.path.join(wd, "baseline.keras"))
   return model, fit
 
 

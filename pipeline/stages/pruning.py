@@ -10,6 +10,7 @@ from export import console as console_lib
 from pipeline import data as data_lib
 from pipeline.config import Config
 from pipeline.models import train as train_lib
+from pipeline.stages import progress as progress_lib
 from pipeline.planning import budget as budget_lib
 from pipeline.planning import layer_rates
 from pipeline.planning import speed_target
@@ -25,26 +26,53 @@ _HOW = {"polynomial": "TF-MOT PolynomialDecay", "constant": "TF-MOT ConstantSpar
 def run(baseline, data: data_lib.Dataset, cfg: Config, wd: str, con: console_lib.Console,
         seconds: dict, schedule: Optional[prune_lib.Schedule] = None,
         plan: Optional[speed_target.Plan] = None,
-        chosen_rates: Optional[Dict[str, float]] = None):
+        chosen_rates: Optional[Dict[str, float]] = None,
+        progress: Optional[progress_lib.Progress] = None):
   """Structured (cfg.structured_rate, or the counts of `plan` for --target_speedup) then
   unstructured (cfg.prune, at `chosen_rates` for --layer_rates=auto) pruning of a copy.
+  With `progress`, each stage that finished before is loaded, not run (`<wd>/<stage>.keras`).
 
   Returns:
     (final model, report fields about the pruning, names of the layers TF-MOT pruned).
   """
   final, row, pruned_layers = baseline, {}, []
+
+  def once(name, run_stage):
+    if progress is None:
+      return run_stage()
+    return progress_lib.model_stage(progress, name, wd, run_stage, seconds)
+
   if cfg.remove_blocks:
-    final, row["blocks"] = _blocks(final, data, cfg, wd, con, seconds)
+    final, row["blocks"] = once("blocks", lambda: _blocks(final, data, cfg, wd, con, seconds))
   if cfg.structured_rate > 0 or plan:
-    final, row["structured"] = _structured(final, data, cfg, wd, con, seconds, plan)
+    final, row["structured"] = once(
+        "structured", lambda: _structured(final, data, cfg, wd, con, seconds, plan))
   if cfg.prune:
-    result = _prune(final, data, cfg, wd, con, seconds, schedule, chosen_rates)
+    model, fields = once("prune", lambda: _encoded(_prune(final, data, cfg, wd, con, seconds,
+                                                          schedule, chosen_rates)))
+    result = _decoded(model, fields)
     final, pruned_layers = result.model, result.pruned_layers
     if cfg.max_accuracy_drop is not None:
-      final, result, row["budget"] = _budget(baseline, result, data, cfg, wd, con, seconds)
+      final, fields = once("budget", lambda: _budget(baseline, result, data, cfg, wd, con,
+                                                     seconds))
+      result, row["budget"] = _decoded(final, fields["result"]), fields["fields"]
     row.update(best_epoch=result.fit.best_epoch, val_accuracy=result.fit.best_val_accuracy,
                layer_rates=result.layer_rates, schedule=dataclasses.asdict(result.schedule))
   return final, row, pruned_layers
+
+
+def _encoded(result: prune_lib.PruneResult):
+  """(model, JSON fields) of a PruneResult, as the stage log keeps it."""
+  return result.model, {"pruned_layers": result.pruned_layers,
+                        "schedule": dataclasses.asdict(result.schedule),
+                        "fit": dataclasses.asdict(result.fit), "layer_rates": result.layer_rates}
+
+
+def _decoded(model, fields: dict) -> prune_lib.PruneResult:
+  return prune_lib.PruneResult(model=model, pruned_layers=fields["pruned_layers"],
+                               schedule=prune_lib.Schedule(**fields["schedule"]),
+                               fit=train_lib.FitResult(**fields["fit"]),
+                               layer_rates=fields["layer_rates"])
 
 
 def _blocks(model, data, cfg: Config, wd: str, con, seconds: dict):
@@ -92,8 +120,8 @@ def _prune(model, data, cfg: Config, wd: str, con, seconds: dict, schedule, chos
 
 
 def _budget(baseline, result, data, cfg: Config, wd: str, con, seconds: dict):
-  """--max_accuracy_drop: raises the rate step by step from `result`; returns the model kept,
-  `result` with the per-layer rates it has, and the report fields."""
+  """--max_accuracy_drop: raises the rate step by step from `result`; returns the model kept
+  and {"result": `result` with the per-layer rates it has (encoded), "fields": the report's}."""
   with con.stage("budget", seconds) as info:
     found = budget_lib.search(baseline, result, data, cfg, os.path.join(wd, "logs", "budget"),
                               [console_lib.epoch_bar(con, "budget")])
@@ -104,4 +132,4 @@ def _budget(baseline, result, data, cfg: Config, wd: str, con, seconds: dict):
   fields = {"max_drop": cfg.max_accuracy_drop, "rate": found.rate,
             "baseline_val_accuracy": found.baseline_val_accuracy, "path": found.path,
             "stopped": found.stopped}
-  return found.model, result, fields
+  return found.model, {"result": _encoded(result)[1], "fields": fields}
