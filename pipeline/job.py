@@ -210,6 +210,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
     pruned_row = _pruned_row(final, trained.pruned_row, trained.pruned_layers,
                              outputs["pruned"], data)
   pruned_layers = trained.pruned_layers
+  progress.start("export")  # Export and what follows run again in a resumed run.
   rows = measure_lib.export_and_measure(
       models, _export_plan(cfg, pruned_row is not None), outputs,
       {"pruned": pruned_layers} if pruned_row else {}, data, os.path.join(wd, "tflite"),

@@ -45,6 +45,20 @@ def _load_weights(path: str) -> list:
     return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
+class EpochSeed(keras.callbacks.Callback):
+  """Seeds each epoch's random ops (dropout) from (seed, epoch) alone, by tracing the training
+  step again at every epoch under that seed: a fit resumed at epoch E draws what the
+  uninterrupted fit drew there."""
+
+  def __init__(self, seed: int):
+    super().__init__()
+    self.seed = seed
+
+  def on_epoch_begin(self, epoch, logs=None):
+    tf.random.set_seed(self.seed * 1_000_003 + epoch)
+    self.model.train_function = self.model.make_train_function(force=True)
+
+
 class KeepBest(keras.callbacks.EarlyStopping):
   """EarlyStopping that never stops early and restores the best epoch's weights at the end,
   with its state (best epoch, its weights, every epoch's logs) in `state_dir` after each epoch,
@@ -133,6 +147,15 @@ def resume_point(restore_dir: str, steps: int) -> Tuple[int, int]:
   return (epoch + 1, 0) if batch < 0 or batch + 1 >= steps else (epoch, batch + 1)
 
 
+def fit_finished(state_dir: str) -> bool:
+  """Whether the fit backed up in `state_dir` had finished."""
+  try:
+    with open(os.path.join(state_dir, _STATE)) as f:
+      return bool(json.load(f)["finished"])
+  except (OSError, ValueError, KeyError):
+    return False
+
+
 def epochs_done(state_dir: str) -> int:
   """Epochs a (possibly interrupted) fit backed up in `state_dir` had finished."""
   try:
@@ -185,7 +208,8 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
     # keep before restore: each epoch's best is saved before the backup that moves past it;
     # restore before the others: TF-MOT's UpdatePruningStep reads the restored pruning step.
     model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps, verbose=verbose,
-              callbacks=[keep, restore, *callbacks, keras.callbacks.TensorBoard(log_dir=log_dir)])
+              callbacks=[keep, restore, *callbacks, EpochSeed(seed),
+                         keras.callbacks.TensorBoard(log_dir=log_dir)])
     done = keep.finished()
   else:
     model.set_weights(keep.final_weights())

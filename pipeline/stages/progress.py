@@ -17,6 +17,8 @@ from pipeline.models import safe_load
 from pipeline.models import train as train_lib
 
 LOG = "stages.json"
+# The stages that train (the others resume from their start).
+TRAINING = ("baseline", "blocks", "structured", "prune", "budget")
 
 
 class Progress:
@@ -47,9 +49,10 @@ class Progress:
     states = sorted(glob.glob(os.path.join(self.wd, "**", train_lib.BACKUP, "keep_best.json"),
                               recursive=True), key=os.path.getmtime)
     where = "from the start"
-    if states and self.interrupted not in done:
-      epochs = train_lib.epochs_done(os.path.dirname(states[-1]))
-      where = f"from epoch {epochs + 1}"
+    if self.interrupted in TRAINING and states:
+      state_dir = os.path.dirname(states[-1])
+      where = (f"from epoch {train_lib.epochs_done(state_dir) + 1}"
+               if not train_lib.fit_finished(state_dir) else "from its next fit")
     return f"{head}, {self.interrupted} {where}"
 
   def done(self, name: str) -> bool:

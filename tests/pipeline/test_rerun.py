@@ -1,5 +1,6 @@
-"""Re-runs lose nothing: a real run killed with SIGKILL during fine-tuning and during export
-leaves the previous complete run untouched, and the next run says what it found."""
+"""Runs that survive a crash: a real run killed with SIGKILL (mid fine-tuning, during export)
+and started again with the same command continues where it stopped, finishes as an
+uninterrupted run would, and never touches the previous complete run until it has finished."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 from conftest import REPO
 
 ARGS = ["--flagfile=configs/smoke.flags", "--max_train_examples=300",
-        "--export_formats=float32", "--benchmark_runs=5"]
+        "--export_formats=float32", "--benchmark_runs=5", "--fine_tune_epochs=3"]
 
 
 def _start(wd, *extra):
@@ -23,8 +24,14 @@ def _start(wd, *extra):
                           stderr=subprocess.PIPE, text=True)
 
 
+def _finish(proc):
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  return out, err
+
+
 def _kill_when(proc, path, timeout=240):
-  """SIGKILLs `proc` as soon as `path` exists (the stage it marks has begun)."""
+  """SIGKILLs `proc` as soon as `path` exists."""
   t0 = time.monotonic()
   while not os.path.exists(path):
     assert proc.poll() is None, f"finished before {path} appeared: {proc.stderr.read()[-2000:]}"
@@ -36,34 +43,62 @@ def _kill_when(proc, path, timeout=240):
   return err
 
 
-def _assert_old_run_intact(wd, report):
-  assert (wd / "report.json").read_text() == report
-  assert not (wd / "INCOMPLETE").exists() and (wd / "flags.txt").is_file()
-  staging = wd.parent / f"{wd.name}.incomplete"
-  assert (staging / "INCOMPLETE").is_file()  # The new run is marked, never mixed in.
-  assert not (staging / "report.json").exists()
+def _stages(wd):
+  return {n: e["attempt"] for n, e in json.loads((wd / "stages.json").read_text())["stages"]
+          .items()}
 
 
 @pytest.mark.e2e
-def test_kill_9_during_fine_tuning_and_export_then_rerun(tmp_path):
+def test_killed_mid_fine_tuning_the_same_command_resumes_to_the_same_result(tmp_path):
+  extra = ("--structured_rate=0.25",)  # Structured + unstructured: two training stages.
+  whole = _start(tmp_path / "whole", *extra)
+  _finish(whole)
   wd = tmp_path / "run"
-  first = _start(wd)
-  out, err = first.communicate(timeout=300)
-  assert first.returncode == 0, err[-3000:]
+  # Killed once the first epoch of TF-MOT's fine-tuning is backed up.
+  backup = tmp_path / "run.incomplete" / "logs" / "prune" / "backup" / "restore" / "chief"
+  _kill_when(_start(wd, *extra), backup / "checkpoint")
+  out, err = _finish(_start(wd, *extra))
+  assert "resuming: 2 stages done (baseline, structured), prune from epoch 2" in err
+  assert _stages(wd)["baseline"] == _stages(wd)["structured"] == 1  # Not redone.
+  assert _stages(wd)["prune"] == 2
+  resumed = json.loads((wd / "report.json").read_text())["pruned"]
+  ref = json.loads((tmp_path / "whole" / "report.json").read_text())["pruned"]
+  assert resumed["layer_rates"] == ref["layer_rates"]
+  assert resumed["sparsity"] == ref["sparsity"] and abs(resumed["sparsity"] - 0.5) < 0.005
+  assert all(abs(resumed["layer_sparsity"][n] - 0.5) < 0.01 for n in resumed["layer_rates"])
+  assert abs(resumed["test_accuracy"] - ref["test_accuracy"]) <= 0.005
+  assert not list(wd.rglob("backup")), "backups are removed when the run finishes"
+  assert sorted(os.listdir(tmp_path)) == ["run", "whole"]
+
+
+@pytest.mark.e2e
+def test_killed_during_export_the_rerun_redoes_export_only(tmp_path):
+  wd = tmp_path / "run"
+  _, _ = _finish(_start(wd))
   report = (wd / "report.json").read_text()
   staging = tmp_path / "run.incomplete"
-
-  # Killed while the .tflite files are written, after TF-MOT fine-tuned (its TensorBoard
-  # directory is there): the previous complete run stays as it was.
+  # Over a complete run (--overwrite): killed while the .tflite files are written.
   _kill_when(_start(wd, "--overwrite"), staging / "tflite")
-  assert (staging / "logs" / "prune").is_dir()
-  _assert_old_run_intact(wd, report)
+  assert (wd / "report.json").read_text() == report  # The previous run, untouched.
+  assert (staging / "INCOMPLETE").is_file() and not (staging / "report.json").exists()
 
-  # A run that finishes replaces the old one in one step and leaves nothing beside it.
-  last = _start(wd, "--overwrite", "--seed=1")
-  _, err = last.communicate(timeout=300)
-  assert last.returncode == 0, err[-3000:]
-  line = next(l for l in err.splitlines() if "was interrupted" in l)  # The killed run, found.
-  assert f"A previous run into {wd} was interrupted" in line and str(staging) in line
+  # Another command over the interrupted run: one line naming the flags that differ.
+  other = _start(wd, "--overwrite", "--seed=1", "--epochs=2")
+  _, err = other.communicate(timeout=120)
+  assert other.returncode == 2
+  assert err.strip().splitlines()[-1] == (
+      f"error: --workdir={wd}: holds an interrupted run of another command (it differs in "
+      "--epochs, --seed); run that command again to resume it, or pass --restart to start over")
+
+  _, err = _finish(_start(wd, "--overwrite"))
+  assert "resuming: 3 stages done (baseline, prune, pruned model), export from the start" in err
+  assert set(_stages(wd).values()) == {1}  # Nothing trained again.
+  assert "\nbaseline " not in err and "\nprune " not in err  # No training stage line.
+  assert json.loads((wd / "report.json").read_text())["exports"]
+
+  # --restart: the same interrupted state is discarded, and the run starts over.
+  _kill_when(_start(wd, "--overwrite"), staging / "tflite")
+  _, err = _finish(_start(wd, "--overwrite", "--seed=1", "--restart"))
+  assert "was interrupted" in err and "resuming" not in err
   assert json.loads((wd / "report.json").read_text())["config"]["seed"] == 1
   assert sorted(os.listdir(tmp_path)) == ["run"]
