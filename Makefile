@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv run run-fashion test test-all coverage bench arm fashion-data clean
+.PHONY: venv run run-fashion test test-all test-multiworker coverage bench arm fashion-data clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ test: $(STAMP) fashion-data
 # not traced).
 coverage: $(STAMP) fashion-data
 	$(PY) -m pytest --cov=pipeline --cov=export --cov-report=term
+
+# Multi-worker training (two local workers through pipeline.launch, a killed worker) and
+# sharded sweeps: real processes, about 2 minutes on 2 cores; kept out of `make test`.
+test-multiworker: $(STAMP)
+	$(PY) -m pytest -m slow -n 0 tests/pipeline/test_multiworker.py tests/pipeline/test_sweep_shards.py
 
 # Everything, the slow benchmarks included.
 test-all: $(STAMP) fashion-data

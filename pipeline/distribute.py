@@ -31,11 +31,11 @@ class Cluster:
     return self.task_type == "chief" or (self.task_type == "worker" and self.task_index == 0
                                          and not self.has_chief_task)
 
-  def describe(self, batch_size: int, shard_by: str) -> dict:
-    """The report's "training" section: workers, per-replica batch, how data is sharded."""
-    return {"strategy": self.strategy, "workers": self.workers, "global_batch": batch_size,
-            "per_replica_batch": batch_size // self.workers if self.workers else batch_size,
-            "sharding": shard_by if self.workers > 1 else "none (one worker)"}
+  def describe(self, batch_size: int, shard_by: str, replicas: int) -> dict:
+    """The report's "training" section: workers, replicas, per-replica batch, sharding."""
+    return {"strategy": self.strategy, "workers": self.workers, "replicas": replicas,
+            "global_batch": batch_size, "per_replica_batch": batch_size // max(1, replicas),
+            "sharding": (f"by {shard_by}" if self.workers > 1 else "none (one worker)")}
 
 
 def _bad(why: str):

@@ -6,6 +6,7 @@ The stages themselves live in pipeline/stages/ (baseline, pruning, measure, arm,
 """
 
 import dataclasses
+import hashlib
 import json
 import logging as py_logging
 import os
@@ -115,6 +116,7 @@ class Trained:
   fit: Optional[train_lib.FitResult]
   pruned_row: Optional[dict]
   pruned_layers: list
+  digest: str = ""  # sha256 of the final model's weights: equal on every worker.
 
 
 def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
@@ -179,7 +181,9 @@ def _worker(cfg: Config, prep: Prepared, flags_text: str, con, strategy) -> None
                       ignore=shutil.ignore_patterns("tflite", workdir_lib.INCOMPLETE))
     progress = progress_lib.Progress(wd)
     with strategy.scope():
-      _train(cfg, prep, wd, con, progress.seconds(), progress)
+      trained = _train(cfg, prep, wd, con, progress.seconds(), progress)
+    logging.info("Final weights sha256 %s.", trained.digest)
+    con.line(f"final weights sha256 {trained.digest}")
   finally:
     shutil.rmtree(wd, ignore_errors=True)
 
@@ -201,7 +205,9 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
   baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep.keras3)
-  baseline_row["training"] = cluster.describe(cfg.batch_size, data.train.shard_by)
+  baseline_row["training"] = dict(
+      cluster.describe(cfg.batch_size, data.train.shard_by, strategy.num_replicas_in_sync),
+      final_weights_sha256=trained.digest)
   models, final, pruned_row = {"baseline": baseline}, baseline, None
   if trained.pruned_row is not None:
     final = progress_lib.load_model(os.path.join(wd, "pruned.keras"))
@@ -259,12 +265,13 @@ def _train(cfg: Config, prep: Prepared, wd: str, con: console_lib.Console, secon
         dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
   final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
                                           prep.schedule, plan, chosen, progress)
+  digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
   if final is baseline:
-    return Trained(fit, None, [])
+    return Trained(fit, None, [], digest)
   if not progress.done("pruned model"):
     workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
     progress.record("pruned model", None, ["pruned.keras"])
-  return Trained(fit, row, pruned_layers)
+  return Trained(fit, row, pruned_layers, digest)
 
 
 def _encode_fit(model, fit):

@@ -120,6 +120,7 @@ def _heading(report: dict) -> List[str]:
       f"Data: {ds['source']}; {ds['train_examples']:,} train, {ds['validation_examples']:,} "
       f"validation, {ds['test_examples']:,} test images (accuracy is on all test images)"
       + _data_details(ds) + ".",
+      *sections.training_lines(b.get("training")),
       f"CPU: {bench.get('cpu_description', 'not recorded')}. Latency and speed-ups belong to "
       "this CPU: another one can differ several-fold (docs/hardware-and-latency.md).",
       f"Latency: {bench['runs']:,} invokes after {bench['warmup_runs']} warm-up, "

