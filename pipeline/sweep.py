@@ -45,6 +45,26 @@ def _rates(values, flag: str, default: float):
   return sorted(set(out))
 
 
+_SHARD = flags.DEFINE_string("shard", "", "I/N: run only points I, I+N, I+2N, ... (1-based), so N "
+                              "machines sharing --workdir split the sweep; the last shard to "
+                              "finish (or any re-run) writes the combined table. Shards other "
+                              "than 1 wait for shard 1's baseline.")
+
+
+def _shard(text: str):
+  """'2/3' -> (2, 3); '' -> (1, 1)."""
+  if not text:
+    return 1, 1
+  i, _, n = text.partition("/")
+  try:
+    i, n = int(i), int(n)
+  except ValueError:
+    i = n = 0
+  if not 1 <= i <= n:
+    raise ValueError(f"--shard={text}: expected I/N with 1 <= I <= N, e.g. 1/2 and 2/2")
+  return i, n
+
+
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
@@ -52,6 +72,7 @@ def main(argv):
   try:
     unstructured = _rates(_RATES.value, "rates", cfg.pruning_rate if cfg.prune else 0.0)
     structured = _rates(_S_RATES.value, "structured_rates", cfg.structured_rate)
+    shard = _shard(_SHARD.value)
   except ValueError as e:
     cli.fail(str(e))
   if cfg.max_accuracy_drop is not None:
@@ -71,7 +92,10 @@ def main(argv):
   with console.native_output_to_log("TensorFlow's import"):
     from pipeline import sweep_job  # pylint: disable=g-import-not-at-top
   try:
-    result = sweep_job.run_sweep(cfg, points, flags.FLAGS.flags_into_string(), con)
+    # Every shard runs the same sweep: its flags.txt files must not differ by --shard.
+    text = "".join(l for l in flags.FLAGS.flags_into_string().splitlines(keepends=True)
+                   if not l.startswith("--shard="))
+    result = sweep_job.run_sweep(cfg, points, text, con, shard)
   except ValueError as e:
     cli.fail(str(e))
   except sweep_job.job.StageError as e:
@@ -79,6 +103,11 @@ def main(argv):
   except KeyboardInterrupt:
     cli.fail(f"interrupted; the points finished so far stay in {cfg.workdir}, and the same "
              "command resumes from them", status=130)
+  if result["markdown"] is None:  # Other shards' points are still to come.
+    print(f"shard {shard[0]}/{shard[1]}: {result['finished']} of {len(points)} points "
+          f"finished in {cfg.workdir}; the table is written once all are (run the other "
+          "shards, then any shard again or the sweep without --shard)")
+    return
   print(result["markdown"])
   print(f"Sweep: {cfg.workdir}/sweep.md, sweep.json and charts; each point's report in "
         f"{cfg.workdir}/<point>/report.md; TensorBoard: tensorboard --logdir {cfg.workdir}")

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from typing import List, Sequence, Tuple
 
 from absl import logging
@@ -23,6 +24,7 @@ from pipeline.config import Config, FlagError
 _PER_RUN = ("prune", "pruning_rate", "structured_rate", "workdir", "overwrite", "benchmark_runs",
             "verbose")
 SWEEP_CONFIG = "sweep_config.json"
+_POLL_SECONDS = 5  # How often a shard looks for shard 1's baseline.
 _POINT_RUNS = 100  # Each point's own report times its files briefly; the sweep times them all.
 
 
@@ -34,7 +36,10 @@ def _begin(cfg: Config) -> None:
   """Creates the sweep directory, or checks that the sweep in it used the same settings."""
   path = os.path.join(cfg.workdir, SWEEP_CONFIG)
   mine = json.loads(json.dumps(_settings(cfg)))
-  if os.path.isdir(cfg.workdir) and os.listdir(cfg.workdir) and not os.path.exists(path):
+  # (".tmp-" files: another shard writing SWEEP_CONFIG right now.)
+  entries = [e for e in os.listdir(cfg.workdir) if not e.startswith(".tmp-")] if os.path.isdir(
+      cfg.workdir) else []
+  if entries and not os.path.exists(path):
     raise FlagError("workdir", cfg.workdir, f"exists and is not a sweep (no {SWEEP_CONFIG}); "
                     "choose another --workdir")
   if os.path.exists(path):
@@ -62,11 +67,15 @@ def _finished(path: str):
 
 
 def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: str,
-              con: console_lib.Console) -> dict:
+              con: console_lib.Console, shard: Tuple[int, int] = (1, 1)) -> dict:
   """Runs the baseline and every point not finished before, then times and tabulates them.
 
+  With `shard` (i, n), runs points i, i+n, ... only (1-based); shards other than the first
+  wait for the first one's baseline. The table is written once every point has finished.
+
   Returns:
-    {"rows": one dict per .tflite file, "markdown": sweep.md's text, "paths": files written}.
+    {"rows": one dict per .tflite file, "markdown": sweep.md's text, "paths": files written,
+     "finished": points finished}; "markdown" is None while other shards' points are to come.
 
   Raises:
     ValueError: bad data, model or workdir (one line naming the flag).
@@ -86,6 +95,8 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
     info["summary"] = f"{prep.data.name}: {len(prep.data.train):,} train images"
   _begin(cfg)
   base_report = _finished(base_dir)
+  if base_report is None and shard[0] > 1:
+    base_report = _wait_for_baseline(base_dir, shard, con)
   if base_report is None:
     con.line(f"== baseline -> {base_dir}")
     base_report = job.run_job(base_cfg, prep, flags_text, con)
@@ -99,6 +110,8 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
     name = point_name(s, u)
     pdir = os.path.join(cfg.workdir, name)
     reports[name] = _finished(pdir)
+    if i % shard[1] != shard[0] - 1:
+      continue  # Another shard's.
     if reports[name] is not None:
       con.line(f"== point {i + 1}/{len(points)}: {_describe(s, u)}: finished before, in {pdir}")
       continue
@@ -113,8 +126,22 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
     schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None
     pprep = job.Prepared(prep.data, baseline, None, schedule)
     reports[name] = job.run_job(pcfg, pprep, _point_flags(flags_text, pcfg), con)
+  finished = sum(r is not None for r in reports.values())
+  if finished < len(points):
+    return {"rows": [], "markdown": None, "paths": [], "finished": finished}
   rows = _timed_rows(cfg, base_report, reports, points, con)
-  return _write(cfg, base_report, rows, points)
+  return dict(_write(cfg, base_report, rows, points), finished=finished)
+
+
+def _wait_for_baseline(base_dir: str, shard: Tuple[int, int], con) -> dict:
+  """The baseline's report, once shard 1 (or the unsharded sweep) has written it."""
+  con.line(f"== shard {shard[0]}/{shard[1]}: waiting for the baseline in {base_dir} (shard "
+           f"1/{shard[1]} trains it)")
+  while True:
+    report = _finished(base_dir)
+    if report is not None:
+      return report
+    time.sleep(_POLL_SECONDS)
 
 
 def _point_flags(flags_text: str, pcfg: Config) -> str:
