@@ -2,17 +2,15 @@
 
 `run_job` writes into `<workdir>.incomplete` and puts it in place of `<workdir>` only when the
 report is written, so a run killed at any moment leaves the previous complete run untouched.
-The stages themselves live in pipeline/stages/ (baseline, pruning, measure, arm, keras3).
+The stages themselves live in pipeline/stages/ (training [baseline, pruning], measure, arm,
+keras3), and stages.json (stages/progress.py) lets the same command resume a killed run.
 """
 
 import dataclasses
-import hashlib
 import json
 import logging as py_logging
 import os
-import shutil
 import sys
-import tempfile
 from typing import Optional
 
 from absl import logging
@@ -33,14 +31,13 @@ from pipeline.models import macs as macs_lib
 from pipeline.models import safe_load
 from pipeline.models import train as train_lib
 from pipeline.planning import layer_rates
-from pipeline.planning import sensitivity as sensitivity_lib
 from pipeline.planning import speed_target
 from pipeline.stages import arm as arm_stage
 from pipeline.stages import baseline as baseline_stage
 from pipeline.stages import keras3 as keras3_stage
 from pipeline.stages import measure as measure_lib
 from pipeline.stages import progress as progress_lib
-from pipeline.stages import pruning
+from pipeline.stages import training
 from pipeline.structured import blocks as blocks_lib
 from pipeline.structured import prune as structured_lib
 from pipeline.unstructured import patterns
@@ -109,16 +106,6 @@ def bounds_of(cfg: Config) -> gates.Bounds:
 RESUME_MAY_DIFFER = ("restart", "overwrite", "backup_every_steps", "strategy")
 
 
-@dataclasses.dataclass(frozen=True)
-class Trained:
-  """What the training stages left (their models are files in the run: baseline.keras and,
-  if anything was pruned, pruned.keras)."""
-  fit: Optional[train_lib.FitResult]
-  pruned_row: Optional[dict]
-  pruned_layers: list
-  digest: str = ""  # sha256 of the final model's weights: equal on every worker.
-
-
 def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
             con: Optional[console_lib.Console] = None,
             cluster: distribute.Cluster = distribute.Cluster(), strategy=None) -> Optional[dict]:
@@ -138,7 +125,8 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
   con = con or console_lib.Console(enabled=False)
   strategy = strategy or distribute.make(cluster)
   if not cluster.is_chief:
-    return _worker(cfg, prep, flags_text, con, strategy)
+    training.worker(cfg, prep.data, prep.baseline, prep.fresh, prep.schedule, con, strategy)
+    return None
   wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite, flags_text, cfg.restart,
                                 RESUME_MAY_DIFFER)
   handler = console_lib.log_to(os.path.join(wd, LOG_FILE))
@@ -170,24 +158,6 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
   return report
 
 
-def _worker(cfg: Config, prep: Prepared, flags_text: str, con, strategy) -> None:
-  """A worker other than the chief: the training stages, in a temporary copy of the chief's
-  staging directory (so a resumed job skips and restores exactly what the chief does)."""
-  wd = tempfile.mkdtemp(prefix="prune-worker-")
-  staging = workdir_lib.staging_path(cfg.workdir)
-  try:
-    if os.path.isdir(staging):
-      shutil.copytree(staging, wd, dirs_exist_ok=True,
-                      ignore=shutil.ignore_patterns("tflite", workdir_lib.INCOMPLETE))
-    progress = progress_lib.Progress(wd)
-    with strategy.scope():
-      trained = _train(cfg, prep, wd, con, progress.seconds(), progress)
-    logging.info("Final weights sha256 %s.", trained.digest)
-    con.line(f"final weights sha256 {trained.digest}")
-  finally:
-    shutil.rmtree(wd, ignore_errors=True)
-
-
 def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
             con: console_lib.Console, strategy, cluster: distribute.Cluster) -> dict:
   progress = progress_lib.Progress(wd)
@@ -200,7 +170,8 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
   data, seconds = prep.data, progress.seconds()
   with strategy.scope():
-    trained = _train(cfg, prep, wd, con, seconds, progress)
+    trained = training.train(cfg, data, prep.baseline, prep.fresh, prep.schedule, wd, con,
+                             seconds, progress)
   # Exported from the files the training stages saved, outside any strategy: plain models.
   baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
@@ -237,45 +208,6 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
     report_lib.write(report, wd)
     info["summary"] = f"{cfg.workdir}/report.md"
   return report
-
-
-def _train(cfg: Config, prep: Prepared, wd: str, con: console_lib.Console, seconds: dict,
-           progress: progress_lib.Progress) -> Trained:
-  """The training stages (under the strategy's scope): baseline, sensitivity, latency plan,
-  pruning. Each one that finished before is read back from the run, not run again."""
-  data = prep.data
-  baseline, fit = progress_lib.model_stage(
-      progress, "baseline", wd,
-      lambda: _encode_fit(*baseline_stage.stage(cfg, data, prep.baseline, prep.fresh, wd, con,
-                                                seconds)), seconds)
-  fit = train_lib.FitResult(**fit["fit"]) if fit["fit"] else None
-  chosen = None
-  if cfg.sensitivity or cfg.layer_rates == "auto":
-    curves = progress_lib.json_stage(
-        progress, "sensitivity",
-        lambda: sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds),
-        lambda cs: [dataclasses.asdict(c) for c in cs],
-        lambda ds: [sensitivity_lib.Curves(**d) for d in ds], seconds)
-    if cfg.layer_rates == "auto":
-      chosen = sensitivity_lib.auto_rates(baseline, curves[0], cfg)
-  plan = None
-  if cfg.target_speedup:
-    plan = progress_lib.json_stage(
-        progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
-        dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
-  final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
-                                          prep.schedule, plan, chosen, progress)
-  digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
-  if final is baseline:
-    return Trained(fit, None, [], digest)
-  if not progress.done("pruned model"):
-    workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
-    progress.record("pruned model", None, ["pruned.keras"])
-  return Trained(fit, row, pruned_layers, digest)
-
-
-def _encode_fit(model, fit):
-  return model, {"fit": dataclasses.asdict(fit) if fit else None}
 
 
 def _pruned_row(model, fields: dict, pruned_layers, outputs, data) -> dict:

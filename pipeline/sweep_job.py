@@ -116,21 +116,29 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
       con.line(f"== point {i + 1}/{len(points)}: {_describe(s, u)}: finished before, in {pdir}")
       continue
     con.line(f"== point {i + 1}/{len(points)}: {_describe(s, u)} -> {pdir}")
-    pcfg = dataclasses.replace(cfg, prune=u > 0, pruning_rate=u or cfg.pruning_rate,
-                               layer_rates=cfg.layer_rates if u > 0 else "",
-                               sensitivity=False,  # The baseline's run has it, once.
-                               structured_rate=s, baseline_path=baseline_path, workdir=pdir,
-                               overwrite=True, benchmark_runs=_POINT_RUNS,
-                               # A Keras 3 user gets each point's model back in Keras 3 too.
-                               keras3_output=cfg.keras3_output or prep.keras3 is not None)
-    schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None
-    pprep = job.Prepared(prep.data, baseline, None, schedule)
-    reports[name] = job.run_job(pcfg, pprep, _point_flags(flags_text, pcfg), con)
+    reports[name] = _run_point(cfg, prep, baseline, baseline_path, (s, u), pdir, flags_text,
+                               con)
   finished = sum(r is not None for r in reports.values())
   if finished < len(points):
     return {"rows": [], "markdown": None, "paths": [], "finished": finished}
   rows = _timed_rows(cfg, base_report, reports, points, con)
   return dict(_write(cfg, base_report, rows, points), finished=finished)
+
+
+def _run_point(cfg: Config, prep, baseline, baseline_path: str, point: Tuple[float, float],
+               pdir: str, flags_text: str, con) -> dict:
+  """One point's run (resumed, if a run of it was cut off) from the sweep's baseline."""
+  s, u = point
+  pcfg = dataclasses.replace(cfg, prune=u > 0, pruning_rate=u or cfg.pruning_rate,
+                             layer_rates=cfg.layer_rates if u > 0 else "",
+                             sensitivity=False,  # The baseline's run has it, once.
+                             structured_rate=s, baseline_path=baseline_path, workdir=pdir,
+                             overwrite=True, benchmark_runs=_POINT_RUNS,
+                             # A Keras 3 user gets each point's model back in Keras 3 too.
+                             keras3_output=cfg.keras3_output or prep.keras3 is not None)
+  schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None
+  pprep = job.Prepared(prep.data, baseline, None, schedule)
+  return job.run_job(pcfg, pprep, _point_flags(flags_text, pcfg), con)
 
 
 def _wait_for_baseline(base_dir: str, shard: Tuple[int, int], con) -> dict:

@@ -22,5 +22,6 @@ STRATEGY = flags.DEFINE_enum(
     "strategy", "one_device", config_lib.STRATEGIES, "tf.distribute strategy for every "
     "training stage: one_device (this process, TensorFlow's default placement), mirrored (all "
     "GPUs of this machine) or multi_worker (MultiWorkerMirroredStrategy over the cluster in "
-    "TF_CONFIG, as Kubernetes operators and Vertex AI set it (a Slurm job script writes it); try it locally with "
-    "`python -m pipeline.launch --workers=2 -- FLAGS`). --batch_size is the global batch.")
+    "TF_CONFIG, as Kubernetes operators and Vertex AI set it; a Slurm job script writes it; "
+    "try it locally with `python -m pipeline.launch --workers=2 -- FLAGS`). --batch_size is "
+    "the global batch.")

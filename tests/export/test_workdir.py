@@ -93,3 +93,31 @@ def test_atomic_write_leaves_old_file_whole_on_failure(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["report.json"]  # No temp file left behind.
   workdir.atomic_write(str(path), b"new")
   assert path.read_bytes() == b"new"
+
+
+def test_differing_flags_names_what_changed_and_leaves_out_the_ignored():
+  old = "--epochs=2\n--seed=0\n--prune\n--overwrite\n"
+  new = "--epochs=3\n--seed=0\n--noprune\n--restart\n"
+  assert workdir.differing_flags(old, new, ignore=("overwrite", "restart")) == [
+      "--epochs", "--noprune", "--prune"]
+
+
+def test_an_interrupted_run_is_resumed_by_the_same_flags_refused_by_others_unless_restart(
+    tmp_path):
+  run = str(tmp_path / "run")
+  staging, _ = workdir.begin(run, overwrite=False, flags_text="--epochs=2\n")
+  (tmp_path / "run.incomplete" / workdir.MARKER).write_text("--epochs=2\n")
+  (tmp_path / "run.incomplete" / "baseline.keras").write_text("kept")
+  (tmp_path / "run.incomplete" / workdir.INCOMPLETE).write_text("pid 999999999\n")  # Died.
+  with pytest.raises(ValueError) as e:
+    workdir.begin(run, overwrite=False, flags_text="--epochs=3\n")
+  assert_message(str(e.value), f"--workdir={run}: holds an interrupted run of another command",
+                 "differs in --epochs", "--restart")
+  again, notes = workdir.begin(run, overwrite=False, flags_text="--epochs=2\n--restart\n",
+                               ignore=("restart",))
+  assert again == staging and notes[0].startswith("Resuming the interrupted run in")
+  assert (tmp_path / "run.incomplete" / "baseline.keras").read_text() == "kept"
+  (tmp_path / "run.incomplete" / workdir.INCOMPLETE).write_text("pid 999999999\n")
+  _, notes = workdir.begin(run, overwrite=False, flags_text="--epochs=3\n", restart=True)
+  assert "was interrupted" in notes[0]
+  assert not (tmp_path / "run.incomplete" / "baseline.keras").exists()  # Started over.

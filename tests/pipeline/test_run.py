@@ -194,14 +194,16 @@ def test_end_to_end_cli_writes_a_consistent_report(tmp_path):
 def test_train_py_alias_prunes_to_the_given_rate(tmp_path):
   wd = tmp_path / "run"
   # This test is about the alias and the rate: float32 files only (the others are tested with
-  # python -m pipeline.run).
+  # python -m pipeline.run). It also trains under tf.distribute.MirroredStrategy (one CPU
+  # replica here), to check every stage builds and fits inside a strategy's scope.
   proc = run_cli(["--prune", "--pruning_rate", "0.5", "--max_train_examples=600", "--epochs=1",
                   "--fine_tune_epochs=2", "--benchmark_runs=5", "--export_formats=float32",
-                  f"--workdir={wd}"],
+                  "--strategy=mirrored", f"--workdir={wd}"],
                  cwd=REPO, module=os.path.join(REPO, "train.py"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads((wd / "report.json").read_text())
   assert abs(report["pruned"]["sparsity"] - 0.5) < 0.01
+  assert report["baseline"]["training"]["strategy"] == "mirrored"
 
 
 @pytest.mark.e2e

@@ -1,0 +1,90 @@
+"""The training stages of a run (baseline, sensitivity, latency plan, pruning), run under the
+training strategy's scope, each read back from the run instead if it finished before
+(stages.json); and the same stages on a worker other than the chief (pipeline/distribute.py).
+pipeline/job.py runs them, then exports from the files they saved."""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+from absl import logging
+
+from export import console as console_lib
+from export import workdir as workdir_lib
+from pipeline import data as data_lib
+from pipeline.config import Config
+from pipeline.models import train as train_lib
+from pipeline.planning import sensitivity as sensitivity_lib
+from pipeline.planning import speed_target
+from pipeline.stages import baseline as baseline_stage
+from pipeline.stages import progress as progress_lib
+from pipeline.stages import pruning
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """What the training stages left (their models are files in the run: baseline.keras and,
+  if anything was pruned, pruned.keras)."""
+  fit: Optional[train_lib.FitResult]
+  pruned_row: Optional[dict]
+  pruned_layers: list
+  digest: str = ""  # sha256 of the final model's weights: equal on every worker.
+
+
+def train(cfg: Config, data: data_lib.Dataset, loaded, fresh, schedule, wd: str,
+          con: console_lib.Console, seconds: dict, progress: progress_lib.Progress) -> Trained:
+  """The training stages (under the strategy's scope): baseline, sensitivity, latency plan,
+  pruning. Each one that finished before is read back from the run, not run again."""
+  baseline, fit = progress_lib.model_stage(
+      progress, "baseline", wd,
+      lambda: _encode_fit(*baseline_stage.stage(cfg, data, loaded, fresh, wd, con, seconds)),
+      seconds)
+  fit = train_lib.FitResult(**fit["fit"]) if fit["fit"] else None
+  chosen = None
+  if cfg.sensitivity or cfg.layer_rates == "auto":
+    curves = progress_lib.json_stage(
+        progress, "sensitivity",
+        lambda: sensitivity_lib.stage(baseline, data, cfg, wd, con, seconds),
+        lambda cs: [dataclasses.asdict(c) for c in cs],
+        lambda ds: [sensitivity_lib.Curves(**d) for d in ds], seconds)
+    if cfg.layer_rates == "auto":
+      chosen = sensitivity_lib.auto_rates(baseline, curves[0], cfg)
+  plan = None
+  if cfg.target_speedup:
+    plan = progress_lib.json_stage(
+        progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
+        dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
+  final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
+                                          schedule, plan, chosen, progress)
+  digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
+  if final is baseline:
+    return Trained(fit, None, [], digest)
+  if not progress.done("pruned model"):
+    workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
+    progress.record("pruned model", None, ["pruned.keras"])
+  return Trained(fit, row, pruned_layers, digest)
+
+
+def _encode_fit(model, fit):
+  return model, {"fit": dataclasses.asdict(fit) if fit else None}
+
+
+def worker(cfg: Config, data, loaded, fresh, schedule, con, strategy) -> None:
+  """A worker other than the chief: the training stages, in a temporary copy of the chief's
+  staging directory (so a resumed job skips and restores exactly what the chief does)."""
+  wd = tempfile.mkdtemp(prefix="prune-worker-")
+  staging = workdir_lib.staging_path(cfg.workdir)
+  try:
+    if os.path.isdir(staging):
+      shutil.copytree(staging, wd, dirs_exist_ok=True,
+                      ignore=shutil.ignore_patterns("tflite", workdir_lib.INCOMPLETE))
+    progress = progress_lib.Progress(wd)
+    with strategy.scope():
+      trained = train(cfg, data, loaded, fresh, schedule, wd, con, progress.seconds(), progress)
+    logging.info("Final weights sha256 %s.", trained.digest)
+    con.line(f"final weights sha256 {trained.digest}")
+  finally:
+    shutil.rmtree(wd, ignore_errors=True)
