@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv run run-fashion test test-all test-multiworker coverage bench arm fashion-data clean
+.PHONY: venv run run-fashion test test-all test-multiworker coverage bench bench-distributed arm fashion-data clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,13 @@ bench: $(STAMP) fashion-data
 	@if $(PY) -c "import sys; from export import emulator; sys.exit(not emulator.ready())"; \
 	then $(MAKE) --no-print-directory arm; \
 	else echo "note: ARM check skipped: the emulated runtime is not set up (make arm; root)"; fi
+
+# Resume overhead (a run killed at 60%) and 1 vs 2 local workers on Fashion-MNIST; ~5 min.
+bench-distributed: $(STAMP) fashion-data
+	@mkdir -p bench_out
+	$(PY) -m benchmarks.distributed > bench_out/distributed.md.tmp && \
+	  mv bench_out/distributed.md.tmp bench_out/distributed.md
+	@cat bench_out/distributed.md
 
 # The ARM build of LiteRT, emulated (qemu-user, Debian's arm64 Python, the aarch64 wheel; set up
 # once in ~/.cache/prune-pipeline, root needed for apt-get), and the ARM check on small_cnn and
