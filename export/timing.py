@@ -147,6 +147,12 @@ def _fill_inputs(interp, seed: int = 0) -> None:
     interp.set_tensor(d["index"], x)
 
 
+def invokes(runs: int, rounds: int) -> int:
+  """Timed invokes per file that `measure` makes for `runs` over `rounds`: whole rounds, at
+  least one invoke each."""
+  return max(1, runs // rounds) * rounds
+
+
 def measure(files: Dict[str, str], threads: Sequence[int] = (1,),
             delegates: Sequence[str] = ("xnnpack",), warmup_runs: int = 20, runs: int = 200,
             rounds: int = 10, progress: Optional[Callable[[int, int], None]] = None
@@ -212,7 +218,7 @@ def _time_rounds(configs: List[dict], runs: int, rounds: int,
                  progress: Optional[Callable[[int, int], None]]) -> None:
   """Times every configuration in `rounds` rotated rounds, appending each round's samples
   (nanoseconds per invoke) to its "rounds"."""
-  per_round = max(1, runs // rounds)
+  per_round = invokes(runs, rounds) // rounds
   for r in range(rounds):
     shift = r % len(configs)
     for c in configs[shift:] + configs[:shift]:

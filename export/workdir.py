@@ -105,20 +105,24 @@ def recover(path: str) -> List[str]:
 
 
 def flag_values(text: str) -> dict:
-  """{name: value} of a flags.txt (`--name=value`, `--name`, `--noname` lines)."""
+  """{name: value} of a flags.txt: `--name=value`; booleans as absl writes them, `--name`
+  (true) and `--noname` (false)."""
   values = {}
   for line in text.splitlines():
     if line.startswith("--"):
       name, eq, value = line[2:].partition("=")
-      values[name] = value if eq else "true"
+      if not eq:
+        name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
+      values[name] = value
   return values
 
 
 def differing_flags(old: str, new: str, ignore: Sequence[str] = ()) -> List[str]:
-  """Flags set differently in two flags.txt texts (`--name`), `ignore`d names left out."""
+  """Flags that both flags.txt texts set, to different values (`--name`), `ignore`d names
+  left out. A flag only one text has (defined by a module only one process had imported when
+  it wrote the text) is not compared."""
   a, b = flag_values(old), flag_values(new)
-  return [f"--{n}" for n in sorted(set(a) | set(b))
-          if n not in ignore and a.get(n) != b.get(n)]
+  return [f"--{n}" for n in sorted(set(a) & set(b)) if n not in ignore and a[n] != b[n]]
 
 
 def resumable(path: str, flags_text: str, restart: bool, ignore: Sequence[str] = ()) -> bool:

@@ -17,6 +17,8 @@ STRUCTURED_CRITERIA = ("l1", "l2", "apoz", "mean_activation", "taylor", "bn_gamm
 STRUCTURED_SCOPES = ("per_layer", "global")
 STRUCTURED_FOLDS = ("auto", "exact", "approximate")
 STRATEGIES = ("one_device", "mirrored", "multi_worker")  # pipeline/distribute.py.
+# Flags that may change between a crash and the same command that resumes it.
+RESUME_MAY_DIFFER = ("restart", "overwrite", "backup_every_steps", "strategy")
 
 
 SENSITIVITY_RATES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # 0.98: room above 95% for layer_rates=auto.

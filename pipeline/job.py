@@ -20,11 +20,13 @@ from export import cpu as cpu_lib
 from export import formats
 from export import gates
 from export import verify as verify_lib
+from export import timing as timing_lib
 from export import workdir as workdir_lib
 from pipeline import data as data_lib
 from pipeline import distribute
 from pipeline import report as report_lib
 from pipeline import rules
+from pipeline import config as config_lib
 from pipeline.config import Config
 from pipeline.models import architectures as models_lib
 from pipeline.models import macs as macs_lib
@@ -102,10 +104,6 @@ def bounds_of(cfg: Config) -> gates.Bounds:
                       int8_max_points=cfg.max_int8_accuracy_change)
 
 
-# Flags that may change between a crash and the re-run that resumes it.
-RESUME_MAY_DIFFER = ("restart", "overwrite", "backup_every_steps", "strategy")
-
-
 def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
             con: Optional[console_lib.Console] = None,
             cluster: distribute.Cluster = distribute.Cluster(), strategy=None) -> Optional[dict]:
@@ -125,10 +123,11 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
   con = con or console_lib.Console(enabled=False)
   strategy = strategy or distribute.make(cluster)
   if not cluster.is_chief:
-    training.worker(cfg, prep.data, prep.baseline, prep.fresh, prep.schedule, con, strategy)
+    training.worker(cfg, prep.data, prep.baseline, prep.fresh, prep.schedule, con, strategy,
+                    cluster.task_index)
     return None
   wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite, flags_text, cfg.restart,
-                                RESUME_MAY_DIFFER)
+                                config_lib.RESUME_MAY_DIFFER)
   handler = console_lib.log_to(os.path.join(wd, LOG_FILE))
   for note in notes:
     logging.warning("%s", note)
@@ -231,7 +230,8 @@ def _export_plan(cfg: Config, pruned: bool) -> dict:
 
 def _benchmark_settings(cfg: Config) -> dict:
   machine = cpu_lib.read()
-  return {"threads": 1, "delegate": "xnnpack", "runs": cfg.benchmark_runs,
+  return {"threads": 1, "delegate": "xnnpack",
+          "runs": timing_lib.invokes(cfg.benchmark_runs, measure_lib.TIMING_ROUNDS),
           "rounds": measure_lib.TIMING_ROUNDS, "warmup_runs": cfg.benchmark_warmup_runs,
           "reference": formats.REFERENCE, "cpu": dataclasses.asdict(machine),
           "cpu_description": machine.describe()}

@@ -72,17 +72,22 @@ def _stop(procs: list) -> None:
     p.wait()
 
 
-def _wait(procs: list) -> int:
-  """Waits until all workers exit, or one fails (then stops the rest); returns the worker
-  codes' verdict: the chief's status, or the failing worker's negative signal."""
+def _wait(procs: list, logs: str) -> int:
+  """Waits until all workers exit, or one fails (then stops the rest, saying which and where
+  its log is); returns the chief's status, else the failed worker's (negative: a signal)."""
   while True:
     codes = [p.poll() for p in procs]
     if all(c is not None for c in codes):
       return codes[0]
-    bad = [c for c in codes if c not in (None, 0)]
+    bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
     if bad:
+      i, code = min(bad, key=lambda b: b[1])  # A killed worker (signal) first.
+      how = f"was killed (signal {-code})" if code < 0 else f"failed (exit status {code})"
+      where = "" if i == 0 else f"; its log: {os.path.join(logs, f'worker-{i}.log')}"
+      print(f"launch: worker {i} {how}{where}; stopping the others", file=sys.stderr,
+            flush=True)
       _stop(procs)
-      return min(bad) if min(bad) < 0 else bad[0]
+      return code
     time.sleep(0.2)
 
 
@@ -104,7 +109,7 @@ def main(argv):
     print(f"launch: {len(procs)} workers (pids {', '.join(str(p.pid) for p in procs)}); "
           f"worker 0 is the chief, the others log to {logs}", file=sys.stderr, flush=True)
     try:
-      code = _wait(procs)
+      code = _wait(procs, logs)
     except KeyboardInterrupt:
       _stop(procs)
       fail("interrupted; the same command resumes the run", status=130)
@@ -115,6 +120,12 @@ def main(argv):
 
 
 def run():
+  """Console-script entry point. The run's flags come after `--`: without it, absl would read
+  them (a --flagfile's too) as the launcher's own."""
+  own = ("--workers", "--max_restarts", "-h", "--help", "--helpshort", "--helpfull")
+  if "--" not in sys.argv and any(not a.startswith(own) for a in sys.argv[1:]):
+    fail("give the run's flags after --, e.g. python -m pipeline.launch --workers=2 -- "
+         "--flagfile=configs/smoke.flags --workdir=runs/two")
   cli.run(main, __name__)
 
 

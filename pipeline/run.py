@@ -15,6 +15,8 @@ from absl import logging
 
 from export import cli
 from export.cli import fail
+from export import workdir as workdir_lib
+from pipeline import config as config_lib
 from pipeline import distribute
 from pipeline import flags as pipeline_flags
 from pipeline import rules
@@ -28,6 +30,9 @@ def main(argv):
     cfg = config_from_flags()
     cluster = distribute.cluster(cfg.strategy)  # TF_CONFIG, read before TensorFlow loads.
     rules.check_paths(cfg, workdir=cluster.is_chief)  # Only the chief writes the run.
+    if cluster.is_chief:  # Another command over an interrupted run: refused before any work.
+      workdir_lib.resumable(cfg.workdir, flags.FLAGS.flags_into_string(), cfg.restart,
+                            config_lib.RESUME_MAY_DIFFER)
   except ValueError as e:  # config.FlagError: flags that do not go together, a missing path.
     fail(str(e))
   from export import console  # pylint: disable=g-import-not-at-top

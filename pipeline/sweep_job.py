@@ -199,7 +199,9 @@ def _timed_rows(cfg: Config, base_report: dict, reports: dict,
                                      progress=progress)
     finally:
       bar.close()
-    info["summary"] = (f"{len(files)} files x {cfg.benchmark_runs:,} invokes in "
+    info["summary"] = (f"{len(files)} files x "
+                       f"{timing_lib.invokes(cfg.benchmark_runs, measure_lib.TIMING_ROUNDS):,} "
+                       "invokes in "
                        f"{measure_lib.TIMING_ROUNDS} interleaved rounds, 1 thread")
   by = {t.name: t for t in timings}
   ref_t = by["baseline/baseline_float32"]

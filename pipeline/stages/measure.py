@@ -78,7 +78,8 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
                        + (f"; FAILED: {', '.join(failed)}" if failed else ""))
   with con.stage("benchmark", seconds) as info:
     _time(rows, runs, warmup_runs, con)
-    info["summary"] = (f"{len(rows)} files x {runs:,} invokes in {TIMING_ROUNDS} "
+    info["summary"] = (f"{len(rows)} files x {timing_lib.invokes(runs, TIMING_ROUNDS):,} "
+                       f"invokes in {TIMING_ROUNDS} "
                        f"interleaved rounds, 1 thread")
   return rows
 

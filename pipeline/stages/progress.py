@@ -17,8 +17,10 @@ from pipeline.models import safe_load
 from pipeline.models import train as train_lib
 
 LOG = "stages.json"
-# The stages that train (the others resume from their start).
-TRAINING = ("baseline", "blocks", "structured", "prune", "budget")
+# The stages that train -> their TensorBoard directories under logs/, where each fit's backup
+# is (the other stages resume from their start).
+TRAINING = {"baseline": "baseline", "blocks": "blocks", "structured": "structured_",
+            "prune": "prune", "budget": "budget"}
 
 
 class Progress:
@@ -46,14 +48,21 @@ class Progress:
     head += f" ({', '.join(done)})" if done else ""
     if not self.interrupted:
       return head
-    states = sorted(glob.glob(os.path.join(self.wd, "**", train_lib.BACKUP, "keep_best.json"),
-                              recursive=True), key=os.path.getmtime)
     where = "from the start"
-    if self.interrupted in TRAINING and states:
-      state_dir = os.path.dirname(states[-1])
-      where = (f"from epoch {train_lib.epochs_done(state_dir) + 1}"
-               if not train_lib.fit_finished(state_dir) else "from its next fit")
+    if self.interrupted in TRAINING:
+      where = self._where_training_resumes(self.interrupted)
     return f"{head}, {self.interrupted} {where}"
+
+  def _where_training_resumes(self, stage: str) -> str:
+    """"from epoch E" of the stage's fit that was cut off (its newest backup)."""
+    states = sorted(glob.glob(os.path.join(self.wd, "logs", f"{TRAINING[stage]}*", "**",
+                                           train_lib.BACKUP, "keep_best.json"),
+                              recursive=True), key=os.path.getmtime)
+    finished = [s for s in states if train_lib.fit_finished(os.path.dirname(s))]
+    if not states or states[-1] in finished:  # Between two fine-tunings (or before the first).
+      return (f"from epoch 1 of its fine-tuning {len(finished) + 1}" if finished
+              else "from epoch 1")
+    return f"from epoch {train_lib.epochs_done(os.path.dirname(states[-1])) + 1}"
 
   def done(self, name: str) -> bool:
     return name in self.stages

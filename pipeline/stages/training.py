@@ -72,15 +72,37 @@ def _encode_fit(model, fit):
   return model, {"fit": dataclasses.asdict(fit) if fit else None}
 
 
-def worker(cfg: Config, data, loaded, fresh, schedule, con, strategy) -> None:
-  """A worker other than the chief: the training stages, in a temporary copy of the chief's
-  staging directory (so a resumed job skips and restores exactly what the chief does)."""
-  wd = tempfile.mkdtemp(prefix="prune-worker-")
+def worker_dir(workdir: str, index: int) -> str:
+  """Where worker `index` of a run into `workdir` trains: a temporary directory of its own,
+  named for the run, so that a restarted worker removes what a killed one left."""
+  key = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:12]
+  return os.path.join(tempfile.gettempdir(), f"prune-worker-{key}-{index}")
+
+
+def _copy_chief(staging: str, wd: str) -> None:
+  """Copies the chief's staging directory (finished stages, backups) into `wd`; files the
+  chief removes meanwhile (its temporary files) are skipped."""
+  try:
+    shutil.copytree(staging, wd, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+        "tflite", workdir_lib.INCOMPLETE, ".tmp-*", "*.tmp*", "log.txt"))
+  except shutil.Error as e:  # Each entry: (source, destination, why).
+    gone = [src for src, _, why in e.args[0] if not os.path.exists(src)]
+    if len(gone) < len(e.args[0]):
+      raise
+    logging.info("Not copied (removed while copying): %s", ", ".join(gone))
+
+
+def worker(cfg: Config, data, loaded, fresh, schedule, con, strategy, index: int) -> None:
+  """Worker `index`, not the chief: the training stages, in a copy of the chief's staging
+  directory (so a resumed job skips and restores exactly what the chief does), removed at
+  the end (and at the start, if a killed worker left it)."""
+  wd = worker_dir(cfg.workdir, index)
   staging = workdir_lib.staging_path(cfg.workdir)
+  shutil.rmtree(wd, ignore_errors=True)
+  os.makedirs(wd)
   try:
     if os.path.isdir(staging):
-      shutil.copytree(staging, wd, dirs_exist_ok=True,
-                      ignore=shutil.ignore_patterns("tflite", workdir_lib.INCOMPLETE))
+      _copy_chief(staging, wd)
     progress = progress_lib.Progress(wd)
     with strategy.scope():
       trained = train(cfg, data, loaded, fresh, schedule, wd, con, progress.seconds(), progress)
