@@ -10,8 +10,6 @@
 # malformed flag or combination is reported in a fraction of a second, before TensorFlow loads;
 # checks that need the data or a model (paths, dataset names) come after TensorFlow has loaded.
 
-import os
-
 from absl import flags
 from absl import logging
 
@@ -39,10 +37,6 @@ def main(argv):
     fail(str(e))
   from export import console  # pylint: disable=g-import-not-at-top
   console.quiet(detail=flags.FLAGS["verbosity"].present)
-  if cluster.workers > 1 and not flags.FLAGS["verbosity"].present:
-    # TensorFlow's C++ runtime logs benign collective cancellations at ERROR ("Aborting
-    # RingReduce with CANCELLED") when a fit's input ends; a failure still raises in Python.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   logging.info("Config: %s", cfg)
   con = console.Console()
 
