@@ -50,3 +50,51 @@ def test_keep_best_ignores_epochs_before_first(mnist_small, tmp_path):
 
 def test_trained_model_beats_chance(trained_cnn, mnist_small):
   assert train.evaluate(trained_cnn, mnist_small.test) > 0.6
+
+
+class _Crash(keras.callbacks.Callback):
+  """Stands in for a kill: raises after `step` optimizer steps."""
+
+  def __init__(self, step):
+    super().__init__()
+    self.step = step
+
+  def on_train_batch_end(self, batch, logs=None):
+    if int(self.model.optimizer.iterations.numpy()) == self.step:
+      raise KeyboardInterrupt("killed")
+
+
+def test_a_fit_cut_off_mid_epoch_resumes_from_its_step_backup_to_the_same_weights(
+    mnist_small, tmp_path):
+  # 540 images / 64 = 9 steps an epoch; backups every 4 steps; cut off at step 14 (epoch 2,
+  # after its 5th batch; last backup at step 12): the resumed fit must skip the batches
+  # already seen and end where the uninterrupted one ends. No dropout here: its masks for the
+  # rest of an epoch resumed mid-way differ (each epoch's are seeded at its start).
+  kwargs = dict(epochs=3, batch_size=64, learning_rate=1e-3, seed=0, verbose=0,
+                backup_every_steps=4)
+
+  def build():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.layers.Input(mnist_small.input_shape),
+                             keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+                             keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+
+  whole = build()
+  train.fit(whole, mnist_small, log_dir=str(tmp_path / "whole"), **kwargs)
+  cut = build()
+  try:
+    train.fit(cut, mnist_small, log_dir=str(tmp_path / "cut"), callbacks=[_Crash(14)], **kwargs)
+  except KeyboardInterrupt:
+    pass
+  restore = str(tmp_path / "cut" / train.BACKUP / "restore")
+  assert train.resume_point(restore, 9) == (1, 3)  # Epoch 2 (0-based 1), 3 batches in.
+  resumed = build()
+  result = train.fit(resumed, mnist_small, log_dir=str(tmp_path / "cut"), **kwargs)
+  assert len(result.history["val_accuracy"]) == 3
+  for a, b in zip(whole.get_weights(), resumed.get_weights()):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+  # Run again once finished: nothing is trained, the same weights come back.
+  again = build()
+  train.fit(again, mnist_small, log_dir=str(tmp_path / "cut"), callbacks=[_Crash(1)], **kwargs)
+  for a, b in zip(resumed.get_weights(), again.get_weights()):
+    np.testing.assert_array_equal(a, b)
