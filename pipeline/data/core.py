@@ -129,11 +129,11 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
 
 def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, epochs: int,
                   augment: Optional[Callable] = None,
-                  skip_batches: int = 0) -> Tuple[tf.data.Dataset, int]:
+                  skip_batches: int = 0) -> tf.data.Dataset:
   """Training batches for epochs `first_epoch`..`epochs - 1` (the first `skip_batches` of
   `first_epoch` left out), epoch after epoch, each epoch in its own order, drawn from (seed,
   epoch) alone: a fit resumed after a crash sees the batches the uninterrupted fit would have.
-  Returns (dataset, batches per epoch), for `fit(..., steps_per_epoch=)`.
+  Each epoch is ceil(len(split) / batch_size) batches: `fit(..., steps_per_epoch=)` that.
   """
   records = split.records
   if split.decode is not None and split.cache:
@@ -151,7 +151,7 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, ep
   ds = one_epoch(first_epoch).skip(skip_batches)
   for epoch in range(first_epoch + 1, epochs):
     ds = ds.concatenate(one_epoch(epoch))
-  return _finish(ds, augment, split.shard_by), -(-len(split) // batch_size)
+  return _finish(ds, augment, split.shard_by)
 
 
 def _finish(ds: tf.data.Dataset, augment: Optional[Callable], shard_by: str) -> tf.data.Dataset:

@@ -202,7 +202,7 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
         os.path.join(backup, "restore"), save_freq=backup_every_steps or "epoch")
     steps = -(-len(data.train) // batch_size)
     epoch, skip = resume_point(os.path.join(backup, "restore"), steps)
-    train, _ = data_lib.epoch_batches(data.train, batch_size, seed, epoch, epochs, augment,
+    train = data_lib.epoch_batches(data.train, batch_size, seed, epoch, epochs, augment,
                                       skip_batches=skip)
     val = data_lib.batches(data.validation, 256)
     # keep before restore: each epoch's best is saved before the backup that moves past it;

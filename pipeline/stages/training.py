@@ -62,9 +62,9 @@ def train(cfg: Config, data: data_lib.Dataset, loaded, fresh, schedule, wd: str,
   digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
   if final is baseline:
     return Trained(fit, None, [], digest)
-  if not progress.done("pruned model"):
-    workdir_lib.save_keras(final, os.path.join(wd, "pruned.keras"))
-    progress.record("pruned model", None, ["pruned.keras"])
+  last = [s for s in ("blocks", "structured", "prune", "budget") if progress.done(s)][-1]
+  with open(os.path.join(wd, f"{last}.keras"), "rb") as f:  # pruned.keras: the user's name.
+    workdir_lib.atomic_write(os.path.join(wd, "pruned.keras"), f.read())
   return Trained(fit, row, pruned_layers, digest)
 
 

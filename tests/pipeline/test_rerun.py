@@ -88,7 +88,7 @@ def test_killed_during_export_the_rerun_redoes_export_only(tmp_path):
       "--epochs, --seed); run that command again to resume it, or pass --restart to start over")
 
   _, err = _finish(_start(wd))
-  assert "resuming: 3 stages done (baseline, prune, pruned model), export from the start" in err
+  assert "resuming: 2 stages done (baseline, prune), export from the start" in err
   assert set(_stages(wd).values()) == {1}  # Nothing trained again.
   assert "\nbaseline " not in err and "\nprune " not in err  # No training stage line.
   report = json.loads((wd / "report.json").read_text())
