@@ -17,6 +17,7 @@ from absl import flags
 from export import android
 from export import cli
 from export import formats
+from export import recommend
 from export import shared_flags
 from export import workdir
 from export.cli import fail
@@ -73,6 +74,18 @@ def _add_to_report(report: dict, run_dir: str) -> None:
   workdir.atomic_write(md_path, android.add_to_report(md, report["device"]["markdown"]))
 
 
+def _ship(report: dict, result: android.OnDevice):
+  """Which of the run's files to ship on this phone (export/recommend.py): its accuracy and
+  size from the run's report, its speed from the phone."""
+  by = {os.path.basename(e["path"]): e for e in report["exports"]}
+  base = report["baseline"]["test_accuracy"]
+  cands = [recommend.Candidate(e["name"], e["test_accuracy"] - base, r.speedup, e["gzip_ratio"],
+                               r.error is None and e["gate"] == "ok")
+           for r in result.rows for e in [by.get(os.path.basename(r.path))] if e]
+  return recommend.lines(cands, f"on {result.model} ({result.abi}; ratio of averages)",
+                         formats.REFERENCE, report["config"].get("max_accuracy_drop"))
+
+
 def main(argv):
   paths = argv[1:]
   if _RUN_DIR.value and paths:
@@ -96,12 +109,15 @@ def main(argv):
     fail(str(e))
   except android.TransferError as e:
     fail(str(e), status=1)
-  print(android.to_markdown(result))
+  markdown = android.to_markdown(result)
+  if report is not None:
+    markdown += "\n\n" + "\n".join(_ship(report, result))
+  print(markdown)
   if shared_flags.JSON.value:
     workdir.atomic_write(shared_flags.JSON.value,
                          json.dumps(dataclasses.asdict(result), indent=2) + "\n")
   if report is not None and any(r.error is None for r in result.rows):  # Not all failures.
-    report["device"] = dict(dataclasses.asdict(result), markdown=android.to_markdown(result))
+    report["device"] = dict(dataclasses.asdict(result), markdown=markdown)
     _add_to_report(report, _RUN_DIR.value)
     print(f"\nAdded to {os.path.join(_RUN_DIR.value, 'report.md')} and report.json.")
   failed = [r.name for r in result.rows if r.error]

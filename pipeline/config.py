@@ -78,6 +78,12 @@ class Config:
   fine_tune_epochs: int = 6
   fine_tune_learning_rate: float = 5e-4
 
+  # Distillation (pipeline/models/distill.py): the teacher guides every fine-tuning.
+  distill: bool = False
+  teacher_path: Optional[str] = None  # None: the baseline teaches.
+  distill_alpha: float = 0.7
+  distill_temperature: float = 4.0
+
   # Analysis.
   sensitivity: bool = False  # Per-layer pruning curves of the baseline (planning/sensitivity.py).
 

@@ -61,6 +61,7 @@ class Prepared:
   fresh: Optional[object]  # Without --baseline_path: the built, untrained model.
   schedule: Optional[prune_lib.Schedule]
   keras3: Optional[object] = None  # keras3.Agreement: how a Keras 3 baseline was carried over.
+  teacher: Optional[object] = None  # A loaded --teacher_path model (--distill), or None.
 
 
 def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
@@ -73,7 +74,7 @@ def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
   rules.check(cfg)  # Again, for callers that build their own Config (a sweep's points).
   data = data_lib.load_dataset(cfg)
   translated, images = None, None
-  if cfg.baseline_path or cfg.keras3_output:  # Real images to check Keras 3 copies on.
+  if cfg.baseline_path or cfg.keras3_output or cfg.teacher_path:  # To check Keras 3 copies.
     images = data_lib.sample(data.validation, keras3_stage.CHECK_IMAGES, cfg.seed)[0]
   if cfg.baseline_path:
     loaded = safe_load.load(cfg.baseline_path, data.input_shape, data.num_classes,
@@ -81,6 +82,10 @@ def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
     baseline, fresh, translated = loaded.model, None, loaded.keras3
   else:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
+  teacher = None
+  if cfg.teacher_path:
+    teacher = safe_load.load(cfg.teacher_path, data.input_shape, data.num_classes,
+                             trust=cfg.trust_model, images=images, flag_name="teacher_path").model
   if keras3_stage.wanted(cfg, translated):
     keras3_stage.preflight(baseline or fresh, images, cfg)
   if cfg.structured_rate > 0 or cfg.target_speedup:
@@ -96,7 +101,7 @@ def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
       layer_rates.for_model(baseline or fresh, cfg)
   if check_workdir:
     workdir_lib.check(cfg.workdir, cfg.overwrite)
-  return Prepared(data, baseline, fresh, schedule, translated)
+  return Prepared(data, baseline, fresh, schedule, translated, teacher)
 
 
 def bounds_of(cfg: Config) -> gates.Bounds:
@@ -123,8 +128,7 @@ def run_job(cfg: Config, prep: Prepared, flags_text: str = "",
   con = con or console_lib.Console(enabled=False)
   strategy = strategy or distribute.make(cluster)
   if not cluster.is_chief:
-    training.worker(cfg, prep.data, prep.baseline, prep.fresh, prep.schedule, con, strategy,
-                    cluster.task_index)
+    training.worker(cfg, prep, con, strategy, cluster.task_index)
     return None
   wd, notes = workdir_lib.begin(cfg.workdir, cfg.overwrite, flags_text, cfg.restart,
                                 config_lib.RESUME_MAY_DIFFER)
@@ -169,8 +173,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
                            json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
   data, seconds = prep.data, progress.seconds()
   with strategy.scope():
-    trained = training.train(cfg, data, prep.baseline, prep.fresh, prep.schedule, wd, con,
-                             seconds, progress)
+    trained = training.train(cfg, prep, wd, con, seconds, progress)
   # Exported from the files the training stages saved, outside any strategy: plain models.
   baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}

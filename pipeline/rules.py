@@ -42,6 +42,7 @@ def check(cfg: Config) -> None:
     raise FlagError("target_speedup", f"{cfg.target_speedup:g}", "chooses rates by timing "
                     "models, and each worker would time its own; with --strategy=multi_worker "
                     "use --structured_rate (or plan it in a one-worker run first)")
+  _check_distill(cfg)
   if cfg.latency_table and not cfg.target_speedup:
     raise FlagError("latency_table", cfg.latency_table, "is read only with --target_speedup")
   if cfg.prune:
@@ -56,8 +57,9 @@ def check_paths(cfg: Config, workdir: bool = True) -> None:
   again)."""
   if cfg.data_dir and not os.path.isdir(cfg.data_dir):
     raise FlagError("data_dir", cfg.data_dir, "no such directory")
-  if cfg.baseline_path and not os.path.exists(cfg.baseline_path):
-    raise FlagError("baseline_path", cfg.baseline_path, "no such file or directory")
+  for flag in ("baseline_path", "teacher_path"):
+    if getattr(cfg, flag) and not os.path.exists(getattr(cfg, flag)):
+      raise FlagError(flag, getattr(cfg, flag), "no such file or directory")
   if workdir:
     workdir_lib.check(cfg.workdir, cfg.overwrite)
 
@@ -76,6 +78,17 @@ def _check_needs_prune(cfg: Config) -> None:
   if cfg.layer_rates and not cfg.prune:
     raise FlagError("layer_rates", cfg.layer_rates, "sets TF-MOT's per-layer rates, so it "
                     "needs --prune")
+
+
+def _check_distill(cfg: Config) -> None:
+  if cfg.teacher_path and not cfg.distill:
+    raise FlagError("teacher_path", cfg.teacher_path, "is the teacher of --distill; add it")
+  prunes = cfg.prune or cfg.structured_rate > 0 or cfg.target_speedup or cfg.remove_blocks
+  if cfg.distill and not prunes:
+    raise FlagError("distill", True, "teaches the fine-tuning of a pruned model; add --prune, "
+                    "--structured_rate, --target_speedup or --remove_blocks")
+  if cfg.distill and cfg.fine_tune_epochs == 0:
+    raise FlagError("distill", True, "has no fine-tuning to teach with --fine_tune_epochs=0")
 
 
 def _check_schedule(cfg: Config) -> None:

@@ -12,6 +12,7 @@ from absl import logging
 from export import cpu as cpu_lib
 from export import timing as timing_lib
 from export import console as console_lib
+from export import recommend
 from pipeline import job
 from pipeline.stages import measure as measure_lib
 from pipeline.planning import pareto
@@ -83,12 +84,13 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
   """
   base_dir = os.path.join(cfg.workdir, "baseline")
   base_cfg = dataclasses.replace(cfg, prune=False, structured_rate=0.0, workdir=base_dir,
+                                 distill=False, teacher_path=None,
                                  overwrite=True, export_formats=("float32",),
                                  benchmark_runs=_POINT_RUNS)
   with con.stage("data") as info:
     # Checks every flag the points will use (the most pruning asked), and writes nothing.
     prep = job.preflight(dataclasses.replace(
-        base_cfg, prune=any(u for _, u in points), structured_rate=max(s for s, _ in points),
+        base_cfg, distill=cfg.distill, teacher_path=cfg.teacher_path, prune=any(u for _, u in points), structured_rate=max(s for s, _ in points),
         layer_rates=cfg.layer_rates if any(u for _, u in points) else "",
         pruning_rate=max(u for _, u in points) or cfg.pruning_rate))
     prep = dataclasses.replace(prep, schedule=None)
@@ -135,9 +137,11 @@ def _run_point(cfg: Config, prep, baseline, baseline_path: str, point: Tuple[flo
                              structured_rate=s, baseline_path=baseline_path, workdir=pdir,
                              overwrite=True, benchmark_runs=_POINT_RUNS,
                              # A Keras 3 user gets each point's model back in Keras 3 too.
-                             keras3_output=cfg.keras3_output or prep.keras3 is not None)
+                             keras3_output=cfg.keras3_output or prep.keras3 is not None,
+                             distill=cfg.distill and (s > 0 or u > 0),
+                             teacher_path=cfg.teacher_path if s > 0 or u > 0 else None)
   schedule = prune_lib.schedule_steps(pcfg, len(prep.data.train)) if pcfg.prune else None
-  pprep = job.Prepared(prep.data, baseline, None, schedule)
+  pprep = job.Prepared(prep.data, baseline, None, schedule, teacher=prep.teacher)
   return job.run_job(pcfg, pprep, _point_flags(flags_text, pcfg), con)
 
 
@@ -256,6 +260,10 @@ def _write(cfg: Config, base_report: dict, rows: List[dict],
   lines += ["", "Charts: accuracy_vs_gzip.png, accuracy_vs_latency.png (Pareto frontier "
             "joined). Each point's own report, <point>/report.md, has its accuracy checks; its "
             f"latencies come from a brief {_POINT_RUNS}-invoke timing, so use this table's."]
+  lines += [""] + recommend.lines(
+      [recommend.Candidate(f"{r['point']}/{r['name']}", r["test_accuracy"] - base_acc,
+                           r["speedup"], r["gzip_ratio"], r["gate"] == "ok") for r in rows],
+      f"on this CPU ({cpu})", "baseline/baseline_float32", cfg.max_accuracy_drop)
   md = "\n".join(lines) + "\n"
   paths = [pareto.chart(rows, "gzip_bytes", "gzip size (bytes), log scale",
                         os.path.join(cfg.workdir, "accuracy_vs_gzip.png"), log_x=True),

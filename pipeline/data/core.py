@@ -61,6 +61,8 @@ class Dataset:
   validation: Split
   test: Split
   notes: Tuple[str, ...] = ()  # What was chosen and why (image size, how splits were made).
+  # --distill: the pipeline.models.distill.Teacher every fine-tuning on this data learns from.
+  teacher: Optional[object] = dataclasses.field(default=None, repr=False)
 
   @property
   def input_shape(self):

@@ -22,10 +22,11 @@ from pipeline.flags import rates as rates_flags
 from pipeline.flags import export as export_flags
 from pipeline.flags import output as output_flags
 from pipeline.flags import distribute as distribute_flags
+from pipeline.flags import distill as distill_flags
 
 TOPICS = (data_flags, model_flags, unstructured_flags, structured_flags, rates_flags,
-          export_flags, output_flags, distribute_flags)
-_PATHS = ("data_dir", "baseline_path", "weights", "latency_table", "workdir")
+          distill_flags, export_flags, output_flags, distribute_flags)
+_PATHS = ("data_dir", "baseline_path", "teacher_path", "weights", "latency_table", "workdir")
 
 
 def _path(value):

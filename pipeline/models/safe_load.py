@@ -116,17 +116,18 @@ def load_baseline(path: str, input_shape=None, num_classes=None,
 
 
 def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
-         images: Optional[np.ndarray] = None) -> Loaded:
+         images: Optional[np.ndarray] = None, flag_name: str = "baseline_path") -> Loaded:
   """Loads a trained classifier: .keras from Keras 3 or tf_keras (.h5 or SavedModel only with
   `trust`). A Keras 3 model is rebuilt in tf_keras and the copy checked on `images`.
 
   Args:
-    path: the file or directory given as --baseline_path.
+    path: the file or directory given as --baseline_path (or --`flag_name`).
     input_shape: if given, the model's input must have this shape (batch axis excluded).
     num_classes: if given, the model must output this many classes.
     trust: --trust_model: allow formats that can run code from the file.
     images: raw-pixel images to check a Keras 3 model's tf_keras copy on (a batch of the
       validation split); default: 16 images of uniform noise.
+    flag_name: the flag errors name (--teacher_path loads a model the same way).
 
   Raises:
     ValueError: one line naming --baseline_path: missing, a format refused without
@@ -134,7 +135,7 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
       with no tf_keras equivalent, a copy that does not agree (first layer named), or a model
       that does not fit the data (both shapes or class counts named).
   """
-  flag = f"--baseline_path={path}"
+  flag = f"--{flag_name}={path}"
   if not os.path.exists(path):
     raise ValueError(f"{flag}: no such file or directory")
   try:

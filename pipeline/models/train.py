@@ -20,6 +20,7 @@ from export import verify as verify_lib
 from pipeline.data import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline.config import Config
+from pipeline.models import distill as distill_lib
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -174,6 +175,9 @@ def remove_backups(root: str) -> None:
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
+  if isinstance(model, distill_lib.Distiller):  # Its train_step holds the loss and metrics.
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
@@ -189,12 +193,15 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
   weights are not a valid result. The fit backs itself up in `<log_dir>/backup` every epoch
   (and every `backup_every_steps` steps): run again after a crash, it continues from there;
   run again after it finished, it sets the weights it ended with and trains nothing.
+  With a teacher on `data` (--distill), the model learns from it (pipeline/models/distill.py).
   """
+  model = distill_lib.trainee(model, data.teacher)
   compile_model(model, learning_rate)
   backup = os.path.join(log_dir, BACKUP)
   _forget_other_fit(backup, {"epochs": epochs, "batch_size": batch_size, "seed": seed,
                              "learning_rate": learning_rate, "first_best_epoch": first_best_epoch,
-                             "weights": [list(w.shape) for w in model.weights]})
+                             "weights": [list(w.shape) for w in model.weights],
+                             "distill": data.teacher and data.teacher.settings()})
   keep = KeepBest(backup, epochs, first_best_epoch)
   done = keep.finished()
   if done is None:
@@ -202,8 +209,8 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
         os.path.join(backup, "restore"), save_freq=backup_every_steps or "epoch")
     steps = -(-len(data.train) // batch_size)
     epoch, skip = resume_point(os.path.join(backup, "restore"), steps)
-    train = data_lib.epoch_batches(data.train, batch_size, seed, epoch, epochs, augment,
-                                      skip_batches=skip)
+    train = data_lib.epoch_batches(distill_lib.training_split(data.train, data.teacher),
+                                   batch_size, seed, epoch, epochs, augment, skip_batches=skip)
     val = data_lib.batches(data.validation, 256)
     # keep before restore: each epoch's best is saved before the backup that moves past it;
     # restore before the others: TF-MOT's UpdatePruningStep reads the restored pruning step.

@@ -90,6 +90,7 @@ def to_markdown(report: dict) -> str:
   if report["pruned"] is not None:
     lines += _pruned(report, report["baseline"], report["pruned"])
   lines += _pointers(report)
+  lines += sections.ship_lines(report)
   if report.get("device"):  # Added by `python -m export.device --run_dir`: always last.
     lines += ["", android.report_section(report["device"]["markdown"])]
   return "\n".join(lines) + "\n"
@@ -230,7 +231,7 @@ def _pruned(report: dict, b: dict, p: dict) -> List[str]:
                  "graph " + ("qualifies (TF-MOT's PruneForLatencyOnXNNPack accepts it)."
                              if graph["qualifies"] else f"does not qualify: {graph['reason']}."))
   return lines + _rates(report["config"], p) + sections.budget_lines(p.get("budget")) + (
-      _unstructured(report["config"], p))
+      _unstructured(report["config"], p)) + sections.distill_lines(p)
 
 
 def _rates(cfg: dict, p: dict) -> List[str]:

@@ -1,9 +1,11 @@
 """The report's sections for the stages that run only when asked: structured pruning and its
-latency target, block removal, the accuracy budget, the ARM check (markdown.py assembles them)."""
+latency target, block removal, the accuracy budget, the ARM check, distillation, and which
+file to ship (markdown.py assembles them)."""
 
 from typing import List, Optional, Sequence
 
 from export import formats
+from export import recommend
 
 
 def pct(x: Optional[float]) -> str:
@@ -175,3 +177,36 @@ def training_lines(t: Optional[dict]) -> List[str]:
           f"each worker reads its share of the data ({t['sharding']}). Only the chief wrote "
           f"this run; final weights sha256 {t['final_weights_sha256'][:16]}... (each worker "
           "logs its own: they match).", ""]
+
+
+def distill_lines(p: dict) -> List[str]:
+  """Whether the pruned model's fine-tuning learned from a teacher (--distill), and how."""
+  d = p.get("distill")
+  if not d:
+    return ["Distillation: not used (--distill lets the baseline teach every fine-tuning)."]
+  teacher = "the baseline" if d["teacher"] == "baseline" else f"--teacher_path={d['teacher']}"
+  return [f"Distillation (--distill): every fine-tuning learned from {teacher}, loss = "
+          f"{d['alpha']:g} * T^2 * KL(teacher/T || student/T) + {1 - d['alpha']:g} * "
+          f"cross-entropy, T = {d['temperature']:g}; teacher outputs: {d['teacher_outputs']}. "
+          "TensorBoard has both parts of the loss (distill_loss = T^2 * KL, student_loss = "
+          "cross-entropy) beside the total."]
+
+
+def ship_lines(report: dict) -> List[str]:
+  """Which file to ship on each target this run measured: this CPU, and emulated ARM where
+  --arm_check ran (export/recommend.py)."""
+  cfg, bench = report["config"], report["benchmark"]
+  ref, drop = bench["reference"], cfg.get("max_accuracy_drop")
+  x86 = [recommend.Candidate(e["name"], e["accuracy_change"], e.get("speedup"),
+                             e["gzip_ratio"], e["gate"] == "ok") for e in report["exports"]]
+  out = [""] + recommend.lines(x86, f"on this CPU ({bench.get('cpu_description', '?')})", ref,
+                               drop)
+  arm = report.get("arm")
+  if arm and not arm.get("skipped"):
+    cands = [recommend.Candidate(
+        e["name"], e["accuracy_change"], (e["arm"].get("speedup") or {}).get("paired"),
+        e["gzip_ratio"], e["gate"] == "ok" and e["arm"]["prepares"] and not e["arm"]["outside"])
+             for e in report["exports"] if e.get("arm")]
+    out += [""] + recommend.lines(cands, f"on ARM ({arm['runtime']}; emulated speed-ups)", ref,
+                                  drop)
+  return out

@@ -16,6 +16,7 @@ from export import console as console_lib
 from export import workdir as workdir_lib
 from pipeline import data as data_lib
 from pipeline.config import Config
+from pipeline.models import distill as distill_lib
 from pipeline.models import train as train_lib
 from pipeline.planning import sensitivity as sensitivity_lib
 from pipeline.planning import speed_target
@@ -34,13 +35,16 @@ class Trained:
   digest: str = ""  # sha256 of the final model's weights: equal on every worker.
 
 
-def train(cfg: Config, data: data_lib.Dataset, loaded, fresh, schedule, wd: str,
-          con: console_lib.Console, seconds: dict, progress: progress_lib.Progress) -> Trained:
+def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
+          progress: progress_lib.Progress) -> Trained:
   """The training stages (under the strategy's scope): baseline, sensitivity, latency plan,
-  pruning. Each one that finished before is read back from the run, not run again."""
+  pruning (taught by the baseline or --teacher_path with --distill). Each one that finished
+  before is read back from the run, not run again. `prep` is job.Prepared."""
+  data = prep.data
   baseline, fit = progress_lib.model_stage(
       progress, "baseline", wd,
-      lambda: _encode_fit(*baseline_stage.stage(cfg, data, loaded, fresh, wd, con, seconds)),
+      lambda: _encode_fit(*baseline_stage.stage(cfg, data, prep.baseline, prep.fresh, wd, con,
+                                                seconds)),
       seconds)
   fit = train_lib.FitResult(**fit["fit"]) if fit["fit"] else None
   chosen = None
@@ -57,8 +61,17 @@ def train(cfg: Config, data: data_lib.Dataset, loaded, fresh, schedule, wd: str,
     plan = progress_lib.json_stage(
         progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
         dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
+  teacher = None
+  if cfg.distill:
+    teacher = distill_lib.make_teacher(
+        prep.teacher or baseline, data, alpha=cfg.distill_alpha,
+        temperature=cfg.distill_temperature, source=cfg.teacher_path or "baseline",
+        augment=cfg.augment)
+    data = dataclasses.replace(data, teacher=teacher)
   final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
-                                          schedule, plan, chosen, progress)
+                                          prep.schedule, plan, chosen, progress)
+  if teacher is not None:
+    row["distill"] = teacher.describe()
   digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
   if final is baseline:
     return Trained(fit, None, [], digest)
@@ -92,7 +105,7 @@ def _copy_chief(staging: str, wd: str) -> None:
     logging.info("Not copied (removed while copying): %s", ", ".join(gone))
 
 
-def worker(cfg: Config, data, loaded, fresh, schedule, con, strategy, index: int) -> None:
+def worker(cfg: Config, prep, con, strategy, index: int) -> None:
   """Worker `index`, not the chief: the training stages, in a copy of the chief's staging
   directory (so a resumed job skips and restores exactly what the chief does), removed at
   the end (and at the start, if a killed worker left it)."""
@@ -105,7 +118,7 @@ def worker(cfg: Config, data, loaded, fresh, schedule, con, strategy, index: int
       _copy_chief(staging, wd)
     progress = progress_lib.Progress(wd)
     with strategy.scope():
-      trained = train(cfg, data, loaded, fresh, schedule, wd, con, progress.seconds(), progress)
+      trained = train(cfg, prep, wd, con, progress.seconds(), progress)
     logging.info("Final weights sha256 %s.", trained.digest)
     con.line(f"final weights sha256 {trained.digest}")
   finally:

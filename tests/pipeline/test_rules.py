@@ -25,6 +25,9 @@ from pipeline.config import FlagError
     (dict(prune=True, sparsity_m_by_n="2,4", block_size="1,4"), "sparsity_m_by_n", "2,4"),
     (dict(prune=True, layer_rates="auto", structured_rate=0.5), "layer_rates", "auto"),
     (dict(prune=True, layer_rates="auto", pruning_rate=0.99), "layer_rates", "auto"),
+    (dict(prune=True, teacher_path="t.keras"), "teacher_path", "t.keras"),
+    (dict(distill=True), "distill", True),
+    (dict(distill=True, prune=True, schedule="one_shot", fine_tune_epochs=0), "distill", True),
 ])
 def test_a_bad_combination_names_its_flag_and_value(overrides, flag, value):
   with pytest.raises(FlagError) as e:
@@ -36,7 +39,8 @@ def test_a_bad_combination_names_its_flag_and_value(overrides, flag, value):
 def test_good_combinations_pass():
   for cfg in (small_config(), small_config(prune=True, schedule="one_shot", pruning_criterion="obd"),
               small_config(prune=True, layer_rates="auto", pruning_rate=0.9),
-              small_config(prune=True, sparsity_m_by_n="2,4")):
+              small_config(prune=True, sparsity_m_by_n="2,4"),
+              small_config(structured_rate=0.5, distill=True, teacher_path="t.keras")):
     rules.check(cfg)
 
 

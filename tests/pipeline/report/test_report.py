@@ -146,3 +146,20 @@ def test_keras3_lines_name_the_check_and_the_file():
   assert lines[0].startswith("Keras 3 model translated: 12 layers, max |diff| 3.6e-05")
   assert "a mixed_float16 model against its float32 copy, so checked to 0.001" in lines[0]
   assert lines[1].startswith("Keras 3 file: pruned_keras3.keras (pruned.keras rebuilt")
+
+
+def test_the_report_says_how_distillation_taught_and_which_file_to_ship(tmp_path):
+  r = sample_report(tmp_path)
+  md = report.to_markdown(r)
+  assert "Distillation: not used" in md
+  assert "Which file to ship, on this CPU (AMD EPYC" in md
+  assert "- none qualifies: the most accurate, pruned_int8_sparse, is -1.80 points" in md
+  r["exports"][0]["accuracy_change"] = -0.005
+  md = report.to_markdown(r)
+  assert "- fastest: pruned_int8_sparse: 0.58x the speed of baseline_float32" in md
+  assert "(none is faster than baseline_float32 here)" in md
+  r["pruned"]["distill"] = {"teacher": "baseline", "alpha": 0.7, "temperature": 4.0,
+                                 "teacher_outputs": "computed once for the 540 training images"}
+  md = report.to_markdown(r)
+  assert ("every fine-tuning learned from the baseline, loss = 0.7 * T^2 * KL(teacher/T || "
+          "student/T) + 0.3 * cross-entropy, T = 4; teacher outputs: computed once") in md

@@ -1,0 +1,26 @@
+"""Distillation: the dense baseline teaches the pruned model while it fine-tunes.
+
+Defined here, read by pipeline/flags/__init__.py (`config_from_flags`) only.
+"""
+
+from absl import flags
+
+TITLE = 'Distillation: the baseline teaches the pruned model'
+
+DISTILL = flags.DEFINE_bool(
+    "distill", False, "Every fine-tuning of a pruned model (structured steps, TF-MOT pruning, "
+    "budget steps, iterative rounds, block removal, sweep points) learns from a teacher's "
+    "softened outputs as well as the labels (Hinton et al. 2015): loss = alpha * T^2 * "
+    "KL(teacher/T || student/T) + (1 - alpha) * cross-entropy. The teacher is the baseline, "
+    "or --teacher_path.")
+TEACHER_PATH = flags.DEFINE_string(
+    "teacher_path", None, "With --distill: a trained classifier (.keras, Keras 3 or tf_keras, "
+    "as --baseline_path takes) to learn from instead of the baseline, e.g. a larger model of "
+    "the same classes.")
+ALPHA = flags.DEFINE_float("distill_alpha", 0.7, "With --distill: weight of the teacher's "
+                           "term; 1 - alpha weighs the labels' cross-entropy.",
+                           lower_bound=0.0, upper_bound=1.0)
+TEMPERATURE = flags.DEFINE_float("distill_temperature", 4.0, "With --distill: softmax "
+                                 "temperature T of both outputs (higher: softer targets that "
+                                 "show more of the teacher's view of wrong classes).",
+                                 lower_bound=1e-3)

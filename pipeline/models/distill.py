@@ -1,0 +1,154 @@
+"""Knowledge distillation (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
+a teacher's softened outputs guide every fine-tuning of a pruned model (--distill).
+
+    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+           + (1 - alpha) * cross-entropy(labels, student)
+
+`Distiller` wraps the student in a tf_keras Model with its own `train_step`, as in the Keras
+distillation example: the student's layers (TF-MOT's pruning wrappers included) train as they
+are, and TF-MOT's UpdatePruningStep finds them through the wrapper (it walks nested models).
+Its loss is averaged over the global batch (`tf.nn.compute_average_loss`), so it trains the
+same under a tf.distribute strategy. The models here end in a softmax; their logits are taken
+as log(probabilities), which differ from the pre-softmax values by a constant per example and
+so give the same softened distributions.
+
+Teacher outputs cost one forward pass per batch. Where the training split is not augmented
+and its outputs are small (`PRECOMPUTE_BYTES`), they are computed once and streamed with the
+batches instead (`Teacher.train_logits`); `Teacher.describe` says which, and why.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from pipeline import data as data_lib
+
+import tf_keras as keras  # pylint: disable=g-bad-import-order
+
+PRECOMPUTE_BYTES = 256 << 20  # Teacher logits kept in memory for the whole training split.
+_TINY = 1e-30  # Probabilities below it are 0 to float32 softmax anyway (log: -69).
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """The model fine-tuning learns from, with the loss's settings."""
+  model: keras.Model = dataclasses.field(repr=False)
+  alpha: float
+  temperature: float
+  source: str  # "baseline" or the --teacher_path.
+  # Teacher logits over the training split, in its order; None: one forward pass per batch.
+  train_logits: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+  why: str = ""  # Why the outputs are (not) precomputed.
+
+  def settings(self) -> dict:
+    """What defines a distilled fit (part of its backup's fingerprint)."""
+    return {"teacher": self.source, "alpha": self.alpha, "temperature": self.temperature}
+
+  def describe(self) -> dict:
+    return dict(self.settings(), teacher_outputs=self.why)
+
+
+def logits(probabilities):
+  """Logits of softmax outputs, up to a constant per example."""
+  return tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), _TINY))
+
+
+def loss_parts(labels, student_probs, teacher_logits, alpha: float, temperature: float):
+  """Per-example (total, T^2 * KL, cross-entropy) of the distillation loss."""
+  t = float(temperature)
+  soft_teacher = tf.nn.softmax(teacher_logits / t)
+  kl = tf.reduce_sum(soft_teacher * (tf.math.log(tf.maximum(soft_teacher, _TINY))
+                                     - tf.nn.log_softmax(logits(student_probs) / t)), axis=-1)
+  ce = keras.losses.sparse_categorical_crossentropy(labels, student_probs)
+  kd = t * t * kl
+  return alpha * kd + (1.0 - alpha) * ce, kd, ce
+
+
+class Distiller(keras.Model):
+  """The student, trained on the distillation loss; validated on its own cross-entropy and
+  accuracy (`val_loss`, `val_accuracy`). Training batches are (images, labels), or (images,
+  (labels, teacher logits)) where the teacher's outputs were precomputed."""
+
+  def __init__(self, student: keras.Model, teacher: Teacher):
+    super().__init__(name=f"{student.name}_distilled")
+    self.student = student
+    self.teacher = None if teacher.train_logits is not None else teacher.model
+    self.alpha, self.temperature = float(teacher.alpha), float(teacher.temperature)
+    self.loss_mean = keras.metrics.Mean("loss")
+    self.distill_mean = keras.metrics.Mean("distill_loss")  # T^2 * KL, before alpha.
+    self.student_mean = keras.metrics.Mean("student_loss")  # Cross-entropy, before 1 - alpha.
+    self.accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+
+  @property
+  def metrics(self):
+    return [self.loss_mean, self.distill_mean, self.student_mean, self.accuracy]
+
+  def call(self, x, training=False):
+    return self.student(x, training=training)
+
+  def train_step(self, data):
+    x, y = data
+    if self.teacher is None:
+      y, teacher_logits = y
+    else:
+      teacher_logits = logits(self.teacher(x, training=False))
+    with tf.GradientTape() as tape:
+      probs = self.student(x, training=True)
+      total, kd, ce = loss_parts(y, probs, teacher_logits, self.alpha, self.temperature)
+      loss = tf.nn.compute_average_loss(total)
+      if self.student.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
+    self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+    for metric, value in ((self.loss_mean, total), (self.distill_mean, kd),
+                          (self.student_mean, ce)):
+      metric.update_state(value)
+    self.accuracy.update_state(y, probs)
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, data):
+    x, y = data
+    probs = self.student(x, training=False)
+    self.student_mean.update_state(keras.losses.sparse_categorical_crossentropy(y, probs))
+    self.accuracy.update_state(y, probs)
+    return {"loss": self.student_mean.result(), "accuracy": self.accuracy.result()}
+
+
+def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
+                 temperature: float, source: str, augment: bool) -> Teacher:
+  """The Teacher for fine-tuning on `data`: its training-split logits precomputed where the
+  batches are not augmented (an augmented image needs its own teacher pass) and they fit
+  PRECOMPUTE_BYTES."""
+  size = len(data.train) * data.num_classes * 4
+  if augment:
+    why = "one teacher pass per batch (--augment: each batch's images are new)"
+  elif size > PRECOMPUTE_BYTES:
+    why = (f"one teacher pass per batch ({size / 2**20:.0f} MiB of logits for the training "
+           f"split, more than {PRECOMPUTE_BYTES >> 20} MiB)")
+  else:
+    train_logits = logits(data_lib.predict(model, data.train)).numpy()
+    why = f"computed once for the {len(data.train):,} training images, streamed with the batches"
+    logging.info("Distillation: teacher outputs %s.", why)
+    return Teacher(model, alpha, temperature, source, train_logits, why)
+  logging.info("Distillation: teacher outputs %s.", why)
+  return Teacher(model, alpha, temperature, source, None, why)
+
+
+def trainee(model: keras.Model, teacher: Optional[Teacher]) -> keras.Model:
+  """What `fit` trains: `model` itself, or a Distiller around it."""
+  return model if teacher is None else Distiller(model, teacher)
+
+
+def training_split(split: data_lib.Split, teacher: Optional[Teacher]) -> data_lib.Split:
+  """`split`, its labels paired with the teacher's precomputed logits where there are any."""
+  if teacher is None or teacher.train_logits is None:
+    return split
+  if len(teacher.train_logits) != len(split):
+    raise ValueError(f"teacher logits for {len(teacher.train_logits)} training images, the "
+                     f"split has {len(split)}")
+  soft = tf.data.Dataset.from_tensor_slices(teacher.train_logits)
+  records = tf.data.Dataset.zip((split.records, soft)).map(
+      lambda record, t: (record[0], (record[1], t)))
+  return dataclasses.replace(split, records=records)
