@@ -44,6 +44,12 @@ class Split:
   # How multi-worker training splits it between workers: "data" (each worker keeps every N-th
   # batch; arrays, folders) or "file" (each worker reads its own files; TFDS records).
   shard_by: str = "data"
+  # The uint8 images themselves where the source holds them in memory (`in_memory`): batches
+  # are then gathered by index, a batch at a time, instead of record by record.
+  images: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+  # More per-record training targets, in order (--distill's teacher logits): training batches
+  # are then (images, (labels, soft)).
+  soft: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -91,19 +97,41 @@ class Dataset:
 def in_memory(images: np.ndarray, labels: np.ndarray) -> Split:
   """A Split over uint8 images (N, H, W, C) already in memory."""
   labels = np.asarray(labels, np.int64).reshape(-1)
-  return Split(tf.data.Dataset.from_tensor_slices((images, labels)), labels)
+  return Split(tf.data.Dataset.from_tensor_slices((images, labels)), labels, images=images)
 
 
 def subset(split: Split, indices: np.ndarray) -> Split:
   """The records at `indices` (sorted, so the order stays the source's), streamed."""
   indices = np.sort(np.asarray(indices, np.int64))
+  soft = None if split.soft is None else split.soft[indices]
+  if split.images is not None:
+    return dataclasses.replace(in_memory(split.images[indices], split.labels[indices]),
+                               shard_by=split.shard_by, soft=soft)
   mask = np.zeros(len(split), bool)
   mask[indices] = True
   table = tf.constant(mask)
   records = (split.records.enumerate()
              .filter(lambda i, rec: tf.gather(table, i))
              .map(lambda i, rec: rec))
-  return dataclasses.replace(split, records=records, labels=split.labels[indices])
+  return dataclasses.replace(split, records=records, labels=split.labels[indices], soft=soft)
+
+
+def _gathered(split: Split, index_batches: tf.data.Dataset) -> tf.data.Dataset:
+  """(uint8 images, targets) batches of an in-memory split, gathered by index batches."""
+  images, labels = tf.constant(split.images), tf.constant(split.labels)
+  soft = None if split.soft is None else tf.constant(split.soft)
+  if soft is None:
+    return index_batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+  return index_batches.map(
+      lambda i: (tf.gather(images, i), (tf.gather(labels, i), tf.gather(soft, i))))
+
+
+def _with_soft(split: Split) -> tf.data.Dataset:
+  """The split's records, their labels paired with `soft` where it is set."""
+  if split.soft is None:
+    return split.records
+  soft = tf.data.Dataset.from_tensor_slices(split.soft)
+  return tf.data.Dataset.zip((split.records, soft)).map(lambda r, t: (r[0], (r[1], t)))
 
 
 def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
@@ -117,7 +145,10 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
     seed: the shuffle's seed.
     augment: a function applied to each float batch (training only); never in the model.
   """
-  ds = split.records
+  if split.images is not None and not shuffle:
+    index = tf.data.Dataset.range(len(split)).batch(batch_size)
+    return _finish(_gathered(split, index), augment, split.shard_by)
+  ds = _with_soft(split)
   buffer = max(1, min(len(split), SHUFFLE_BUFFER))
   if split.decode is not None and split.cache:
     ds = ds.map(lambda r, y: (split.decode(r), y), num_parallel_calls=tf.data.AUTOTUNE).cache()
@@ -136,8 +167,17 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, ep
   `first_epoch` left out), epoch after epoch, each epoch in its own order, drawn from (seed,
   epoch) alone: a fit resumed after a crash sees the batches the uninterrupted fit would have.
   Each epoch is ceil(len(split) / batch_size) batches: `fit(..., steps_per_epoch=)` that.
+  An in-memory split is shuffled whole and gathered a batch at a time.
   """
-  records = split.records
+  if split.images is not None:
+    def order(epoch):
+      perm = np.random.default_rng(seed * 1_000_003 + epoch).permutation(len(split))
+      return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size)
+    index = order(first_epoch).skip(skip_batches)
+    for epoch in range(first_epoch + 1, epochs):
+      index = index.concatenate(order(epoch))
+    return _finish(_gathered(split, index), augment, split.shard_by)
+  records = _with_soft(split)
   if split.decode is not None and split.cache:
     records = records.map(lambda r, y: (split.decode(r), y),
                           num_parallel_calls=tf.data.AUTOTUNE).cache()

@@ -148,7 +148,4 @@ def training_split(split: data_lib.Split, teacher: Optional[Teacher]) -> data_li
   if len(teacher.train_logits) != len(split):
     raise ValueError(f"teacher logits for {len(teacher.train_logits)} training images, the "
                      f"split has {len(split)}")
-  soft = tf.data.Dataset.from_tensor_slices(teacher.train_logits)
-  records = tf.data.Dataset.zip((split.records, soft)).map(
-      lambda record, t: (record[0], (record[1], t)))
-  return dataclasses.replace(split, records=records)
+  return dataclasses.replace(split, soft=teacher.train_logits)
