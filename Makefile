@@ -54,7 +54,7 @@ bench: $(STAMP) fashion-data
 	else f=configs/mnist.flags; echo "Fashion-MNIST not installed: comparing on the MNIST subset"; fi; \
 	$(PY) -m benchmarks.compare --flagfile=$$f --out_dir=bench_out --benchmark_runs=50000
 	$(PY) -m benchmarks.crosscheck --out_dir=bench_out
-	@for b in int8_layers widths camera streaming; do $(PY) -m benchmarks.$$b > bench_out/$$b.md.tmp || exit 1; \
+	@for b in int8_layers op_profile epoch_time widths camera streaming; do $(PY) -m benchmarks.$$b > bench_out/$$b.md.tmp || exit 1; \
 	  mv bench_out/$$b.md.tmp bench_out/$$b.md; cat bench_out/$$b.md; done
 	@if $(PY) -c "import sys; from export import emulator; sys.exit(not emulator.ready())"; \
 	then $(MAKE) --no-print-directory arm; \

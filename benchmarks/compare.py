@@ -20,14 +20,17 @@ from absl import flags
 from absl import logging
 
 from benchmarks import charts
+from benchmarks import records
 from export import cli
 from pipeline import flags as pipeline_flags  # The pipeline's flags, which this command shares.
 from export import shared_flags
 
 _EDGE_STRUCTURED = flags.DEFINE_float("edge_structured_rate", 0.5, "Row 3: fraction of "
-                                       "channels removed (as configs/fashion_mnist_edge.flags).")
+                                       "channels removed (the edge recipe of issue #4).")
 _EDGE_PRUNING = flags.DEFINE_float("edge_pruning_rate", 0.8, "Row 3: unstructured sparsity on "
-                                   "what remains (as configs/fashion_mnist_edge.flags).")
+                                   "what remains (the edge recipe of issue #4).")
+_RECORDS = flags.DEFINE_bool("records", True, "Also run the records' recipes "
+                             "(benchmarks/records.py), each with and without --distill.")
 _MOBILENET = flags.DEFINE_bool("mobilenet", True, "Also remove half the channels of "
                                "MobileNetV2 (alpha 0.35, 96x96x3, random weights) and time it.")
 
@@ -94,6 +97,10 @@ def to_markdown(result) -> str:
         f"| {kernels} |")
   lines += [f"- FAILED {r['name']}: {r['gate_reason']}" for r in rows if r["gate"] != "ok"]
   lines += ["", *(f"- {v}" for v in result["verdicts"])]
+  if result.get("record_verdicts"):
+    lines += ["", "Records (benchmarks/records.py; each recipe with and without --distill, its "
+              "best file within the accuracy bound):", "",
+              *(f"- {v}" for v in result["record_verdicts"])]
   mb = result.get("mobilenet_v2")
   if mb:
     lines += ["", f"MobileNetV2 (alpha 0.35, 96x96x3, 10 classes, random weights), half the "
@@ -212,6 +219,8 @@ def main(argv):
     from pipeline.stages import baseline as baseline_stage
     from pipeline.stages import measure
     from pipeline.stages import pruning
+    from pipeline.stages import training
+    from pipeline.planning import speed_target
     from export import workdir
     from export import cpu  # pylint: disable=g-import-not-at-top
     from export import verify
@@ -235,15 +244,20 @@ def main(argv):
   labels = {"baseline": "0. baseline (dense)"}
   pruned_layers = {}
   plans = recipes(cfg, len(data.train), _EDGE_STRUCTURED.value, _EDGE_PRUNING.value)
-  for name, (label, rcfg) in plans.items():
-    stage_seconds = {}
-    built[name], _, pruned_layers[name] = pruning.run(
-        baseline, data, rcfg, os.path.join(out_dir, name), con, stage_seconds)
+  record_plans = records.variants(cfg) if _RECORDS.value else {}
+  for name, (label, rcfg, *_) in {**plans, **record_plans}.items():
+    stage_seconds, wd = {}, os.path.join(out_dir, name)
+    taught = training.taught(rcfg, data, baseline)
+    target = (speed_target.stage(baseline, taught, rcfg, wd, con, stage_seconds)
+              if rcfg.target_speedup else None)
+    built[name], _, pruned_layers[name] = pruning.run(baseline, taught, rcfg, wd, con,
+                                                      stage_seconds, plan=target)
     seconds[name] = round(sum(stage_seconds.values()), 2)
     labels[name] = label
   outputs = {n: data_lib.predict(m, data.test) for n, m in built.items()}
   plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
-          "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False)}
+          "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False),
+          **{n: (c.export_formats, c.prune) for n, (_, c, _) in record_plans.items()}}
   rows = [r.to_json() for r in measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
       int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
@@ -257,8 +271,10 @@ def main(argv):
       "cpu": dataclasses.asdict(machine), "cpu_description": machine.describe(),
       "dataset": data.summary(), "runs": cfg.benchmark_runs, "rounds": measure.TIMING_ROUNDS,
       "stage_seconds": seconds, "baseline_accuracy": baseline_accuracy,
-      "recipes": {n: dataclasses.asdict(c) for n, (_, c) in plans.items()},
-      "rows": rows, "verdicts": verdicts(rows, baseline_accuracy)}
+      "recipes": {n: dataclasses.asdict(c) for n, (_, c, *_) in {**plans,
+                                                                  **record_plans}.items()},
+      "rows": rows, "verdicts": verdicts(rows, baseline_accuracy),
+      "record_verdicts": records.verdicts(record_plans, rows, baseline_accuracy)}
   if _MOBILENET.value:
     with con.stage("mobilenet_v2", seconds):
       result["mobilenet_v2"] = mobilenet_check(os.path.join(out_dir, "mobilenet"),

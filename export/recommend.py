@@ -41,6 +41,8 @@ def lines(candidates: Sequence[Candidate], target: str, reference: str,
   given = "--max_accuracy_drop" if max_drop_points is not None else "the default; set it with " \
       "--max_accuracy_drop"
   others = [c for c in candidates if c.name != reference]
+  if not others:
+    return []  # Nothing to choose between.
   out = [f"Which file to ship, {target} (at most {drop:g} point(s) below the baseline's test "
          f"accuracy, {given}):"]
   fastest, smallest = choose(others, drop)

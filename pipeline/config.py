@@ -81,8 +81,8 @@ class Config:
   # Distillation (pipeline/models/distill.py): the teacher guides every fine-tuning.
   distill: bool = False
   teacher_path: Optional[str] = None  # None: the baseline teaches.
-  distill_alpha: float = 0.7
-  distill_temperature: float = 4.0
+  distill_alpha: float = 0.5
+  distill_temperature: float = 1.0
 
   # Analysis.
   sensitivity: bool = False  # Per-layer pruning curves of the baseline (planning/sensitivity.py).

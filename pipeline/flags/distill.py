@@ -17,10 +17,10 @@ TEACHER_PATH = flags.DEFINE_string(
     "teacher_path", None, "With --distill: a trained classifier (.keras, Keras 3 or tf_keras, "
     "as --baseline_path takes) to learn from instead of the baseline, e.g. a larger model of "
     "the same classes.")
-ALPHA = flags.DEFINE_float("distill_alpha", 0.7, "With --distill: weight of the teacher's "
+ALPHA = flags.DEFINE_float("distill_alpha", 0.5, "With --distill: weight of the teacher's "
                            "term; 1 - alpha weighs the labels' cross-entropy.",
                            lower_bound=0.0, upper_bound=1.0)
-TEMPERATURE = flags.DEFINE_float("distill_temperature", 4.0, "With --distill: softmax "
+TEMPERATURE = flags.DEFINE_float("distill_temperature", 1.0, "With --distill: softmax "
                                  "temperature T of both outputs (higher: softer targets that "
                                  "show more of the teacher's view of wrong classes).",
                                  lower_bound=1e-3)

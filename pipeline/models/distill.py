@@ -81,6 +81,7 @@ class Distiller(keras.Model):
     self.distill_mean = keras.metrics.Mean("distill_loss")  # T^2 * KL, before alpha.
     self.student_mean = keras.metrics.Mean("student_loss")  # Cross-entropy, before 1 - alpha.
     self.accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+    self.built = True  # Its weights are the student's and the teacher's, both built.
 
   @property
   def metrics(self):

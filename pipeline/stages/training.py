@@ -61,17 +61,11 @@ def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
     plan = progress_lib.json_stage(
         progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
         dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
-  teacher = None
-  if cfg.distill:
-    teacher = distill_lib.make_teacher(
-        prep.teacher or baseline, data, alpha=cfg.distill_alpha,
-        temperature=cfg.distill_temperature, source=cfg.teacher_path or "baseline",
-        augment=cfg.augment)
-    data = dataclasses.replace(data, teacher=teacher)
+  data = taught(cfg, data, prep.teacher or baseline)
   final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
                                           prep.schedule, plan, chosen, progress)
-  if teacher is not None:
-    row["distill"] = teacher.describe()
+  if data.teacher is not None:
+    row["distill"] = data.teacher.describe()
   digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
   if final is baseline:
     return Trained(fit, None, [], digest)
@@ -79,6 +73,16 @@ def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
   with open(os.path.join(wd, f"{last}.keras"), "rb") as f:  # pruned.keras: the user's name.
     workdir_lib.atomic_write(os.path.join(wd, "pruned.keras"), f.read())
   return Trained(fit, row, pruned_layers, digest)
+
+
+def taught(cfg: Config, data: data_lib.Dataset, teacher_model) -> data_lib.Dataset:
+  """`data` with --distill's teacher (`teacher_model`: the baseline or --teacher_path's) for
+  every fine-tuning on it; `data` itself without --distill."""
+  if not cfg.distill:
+    return dataclasses.replace(data, teacher=None)
+  return dataclasses.replace(data, teacher=distill_lib.make_teacher(
+      teacher_model, data, alpha=cfg.distill_alpha, temperature=cfg.distill_temperature,
+      source=cfg.teacher_path or "baseline", augment=cfg.augment))
 
 
 def _encode_fit(model, fit):
