@@ -38,8 +38,8 @@ def lines(candidates: Sequence[Candidate], target: str, reference: str,
   """'Which file to ship' for one target: the fastest and the smallest file within the budget
   (default DEFAULT_MAX_DROP points), the reference file itself left out, or why none is."""
   drop = DEFAULT_MAX_DROP if max_drop_points is None else max_drop_points
-  given = "--max_accuracy_drop" if max_drop_points is not None else "the default; set it with " \
-      "--max_accuracy_drop"
+  given = ("--max_accuracy_drop" if max_drop_points is not None else
+           f"{DEFAULT_MAX_DROP:g} without --max_accuracy_drop")
   others = [c for c in candidates if c.name != reference]
   if not others:
     return []  # Nothing to choose between.
@@ -49,15 +49,18 @@ def lines(candidates: Sequence[Candidate], target: str, reference: str,
   if fastest is None and smallest is None:
     usable = [c for c in others if c.usable]
     if not usable:
-      return out + [f"- none: no file but {reference} passed its checks; ship {reference}."]
+      return out + [f"- none: no file other than {reference} passed its checks."]
     best = max(usable, key=lambda c: c.accuracy_change)
     return out + [f"- none qualifies: the most accurate, {best.name}, is "
                   f"{100 * best.accuracy_change:+.2f} points; ship {reference}, or prune "
-                  "less, or fine-tune more (--fine_tune_epochs, --distill)."]
-  if fastest is not None:
-    note = "" if fastest.speedup > 1 else f" (none is faster than {reference} here)"
-    out.append(f"- fastest: {fastest.name}: {_figures(fastest, reference)}{note}.")
+                  "less, or fine-tune longer (--fine_tune_epochs)."]
+  if fastest is not None and fastest.speedup > 1:
+    out.append(f"- fastest: {fastest.name}: {_figures(fastest, reference)}.")
+  elif fastest is not None:
+    out.append(f"- fastest: {reference} itself: no other file within the bound is faster here "
+               f"(the closest, {fastest.name}: {_figures(fastest, reference)}).")
   if smallest is not None:
-    same = " (the same file)" if fastest is not None and smallest.name == fastest.name else ""
+    same = (" (the same file)" if fastest is not None and fastest.speedup > 1
+            and smallest.name == fastest.name else "")
     out.append(f"- smallest: {smallest.name}{same}: {_figures(smallest, reference)}.")
   return out

@@ -29,6 +29,7 @@ from pipeline import rules
 from pipeline import config as config_lib
 from pipeline.config import Config
 from pipeline.models import architectures as models_lib
+from pipeline.models import distill as distill_lib
 from pipeline.models import macs as macs_lib
 from pipeline.models import safe_load
 from pipeline.models import train as train_lib
@@ -86,6 +87,7 @@ def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
   if cfg.teacher_path:
     teacher = safe_load.load(cfg.teacher_path, data.input_shape, data.num_classes,
                              trust=cfg.trust_model, images=images, flag_name="teacher_path").model
+    distill_lib.check_outputs(teacher, images, cfg.teacher_path)
   if keras3_stage.wanted(cfg, translated):
     keras3_stage.preflight(baseline or fresh, images, cfg)
   if cfg.structured_rate > 0 or cfg.target_speedup:

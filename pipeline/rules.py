@@ -81,8 +81,11 @@ def _check_needs_prune(cfg: Config) -> None:
 
 
 def _check_distill(cfg: Config) -> None:
-  if cfg.teacher_path and not cfg.distill:
-    raise FlagError("teacher_path", cfg.teacher_path, "is the teacher of --distill; add it")
+  for flag in ("teacher_path", "distill_alpha", "distill_temperature"):
+    value = getattr(cfg, flag)
+    if value != getattr(Config, flag) and not cfg.distill:  # Set, but nothing reads it.
+      raise FlagError(flag, f"{value:g}" if isinstance(value, float) else value,
+                      "is read only with --distill; add it")
   prunes = cfg.prune or cfg.structured_rate > 0 or cfg.target_speedup or cfg.remove_blocks
   if cfg.distill and not prunes:
     raise FlagError("distill", True, "teaches the fine-tuning of a pruned model; add --prune, "

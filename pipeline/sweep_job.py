@@ -90,7 +90,8 @@ def run_sweep(cfg: Config, points: Sequence[Tuple[float, float]], flags_text: st
   with con.stage("data") as info:
     # Checks every flag the points will use (the most pruning asked), and writes nothing.
     prep = job.preflight(dataclasses.replace(
-        base_cfg, distill=cfg.distill, teacher_path=cfg.teacher_path, prune=any(u for _, u in points), structured_rate=max(s for s, _ in points),
+        base_cfg, distill=cfg.distill, teacher_path=cfg.teacher_path,
+        prune=any(u for _, u in points), structured_rate=max(s for s, _ in points),
         layer_rates=cfg.layer_rates if any(u for _, u in points) else "",
         pruning_rate=max(u for _, u in points) or cfg.pruning_rate))
     prep = dataclasses.replace(prep, schedule=None)

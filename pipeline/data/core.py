@@ -44,8 +44,8 @@ class Split:
   # How multi-worker training splits it between workers: "data" (each worker keeps every N-th
   # batch; arrays, folders) or "file" (each worker reads its own files; TFDS records).
   shard_by: str = "data"
-  # The uint8 images themselves where the source holds them in memory (`in_memory`): batches
-  # are then gathered by index, a batch at a time, instead of record by record.
+  # The uint8 images themselves where the source holds them in memory (`in_memory`; no
+  # decode): batches are then gathered by index, a batch at a time, not record by record.
   images: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
   # More per-record training targets, in order (--distill's teacher logits): training batches
   # are then (images, (labels, soft)).
@@ -101,10 +101,11 @@ def in_memory(images: np.ndarray, labels: np.ndarray) -> Split:
 
 
 def subset(split: Split, indices: np.ndarray) -> Split:
-  """The records at `indices` (sorted, so the order stays the source's), streamed."""
+  """The records at `indices` (sorted, so the order stays the source's): sliced where the
+  images are in memory, else streamed through a filter."""
   indices = np.sort(np.asarray(indices, np.int64))
   soft = None if split.soft is None else split.soft[indices]
-  if split.images is not None:
+  if split.images is not None and split.decode is None:
     return dataclasses.replace(in_memory(split.images[indices], split.labels[indices]),
                                shard_by=split.shard_by, soft=soft)
   mask = np.zeros(len(split), bool)
@@ -145,7 +146,7 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
     seed: the shuffle's seed.
     augment: a function applied to each float batch (training only); never in the model.
   """
-  if split.images is not None and not shuffle:
+  if split.images is not None and split.decode is None and not shuffle:
     index = tf.data.Dataset.range(len(split)).batch(batch_size)
     return _finish(_gathered(split, index), augment, split.shard_by)
   ds = _with_soft(split)
@@ -169,7 +170,7 @@ def epoch_batches(split: Split, batch_size: int, seed: int, first_epoch: int, ep
   Each epoch is ceil(len(split) / batch_size) batches: `fit(..., steps_per_epoch=)` that.
   An in-memory split is shuffled whole and gathered a batch at a time.
   """
-  if split.images is not None:
+  if split.images is not None and split.decode is None:
     def order(epoch):
       perm = np.random.default_rng(seed * 1_000_003 + epoch).permutation(len(split))
       return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size)

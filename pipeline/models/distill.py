@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import data as data_lib
+from pipeline.config import FlagError
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -75,7 +76,8 @@ class Distiller(keras.Model):
   def __init__(self, student: keras.Model, teacher: Teacher):
     super().__init__(name=f"{student.name}_distilled")
     self.student = student
-    self.teacher = None if teacher.train_logits is not None else teacher.model
+    # Not tracked: its weights stay out of the fit's backups and kept epochs (not trained).
+    self.__dict__["teacher"] = None if teacher.train_logits is not None else teacher.model
     self.alpha, self.temperature = float(teacher.alpha), float(teacher.temperature)
     self.loss_mean = keras.metrics.Mean("loss")
     self.distill_mean = keras.metrics.Mean("distill_loss")  # T^2 * KL, before alpha.
@@ -125,6 +127,9 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
   size = len(data.train) * data.num_classes * 4
   if augment:
     why = "one teacher pass per batch (--augment: each batch's images are new)"
+  elif data.train.shard_by == "file":
+    why = ("one teacher pass per batch (TFDS records: workers read their own files, so "
+           "outputs cannot be streamed in one order)")
   elif size > PRECOMPUTE_BYTES:
     why = (f"one teacher pass per batch ({size / 2**20:.0f} MiB of logits for the training "
            f"split, more than {PRECOMPUTE_BYTES >> 20} MiB)")
@@ -135,6 +140,16 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
     return Teacher(model, alpha, temperature, source, train_logits, why)
   logging.info("Distillation: teacher outputs %s.", why)
   return Teacher(model, alpha, temperature, source, None, why)
+
+
+def check_outputs(model: keras.Model, images: np.ndarray, path: str) -> None:
+  """Raises FlagError naming --teacher_path unless `model` outputs probabilities (rows of
+  non-negative numbers summing to 1), as a model ending in a softmax does."""
+  p = np.asarray(model.predict(images, verbose=0), np.float64)
+  if p.min() < -1e-6 or not np.allclose(p.sum(axis=-1), 1.0, atol=1e-3):
+    raise FlagError("teacher_path", path, "its outputs are not probabilities (rows summing to "
+                    f"1; got sums {p.sum(axis=-1).min():.3g}..{p.sum(axis=-1).max():.3g}): "
+                    "the teacher must end in a softmax, as the baseline does")
 
 
 def trainee(model: keras.Model, teacher: Optional[Teacher]) -> keras.Model:

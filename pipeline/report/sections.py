@@ -188,8 +188,9 @@ def distill_lines(p: dict) -> List[str]:
   return [f"Distillation (--distill): every fine-tuning learned from {teacher}, loss = "
           f"{d['alpha']:g} * T^2 * KL(teacher/T || student/T) + {1 - d['alpha']:g} * "
           f"cross-entropy, T = {d['temperature']:g}; teacher outputs: {d['teacher_outputs']}. "
-          "TensorBoard has both parts of the loss (distill_loss = T^2 * KL, student_loss = "
-          "cross-entropy) beside the total."]
+          "TensorBoard has both parts of the training loss (distill_loss = T^2 * KL, "
+          "student_loss = cross-entropy) beside their weighted sum (loss); val_loss is the "
+          "cross-entropy on validation images, as without --distill."]
 
 
 def ship_lines(report: dict) -> List[str]:

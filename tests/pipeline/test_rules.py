@@ -27,6 +27,7 @@ from pipeline.config import FlagError
     (dict(prune=True, layer_rates="auto", pruning_rate=0.99), "layer_rates", "auto"),
     (dict(prune=True, teacher_path="t.keras"), "teacher_path", "t.keras"),
     (dict(distill=True), "distill", True),
+    (dict(prune=True, distill_alpha=0.9), "distill_alpha", "0.9"),
     (dict(distill=True, prune=True, schedule="one_shot", fine_tune_epochs=0), "distill", True),
 ])
 def test_a_bad_combination_names_its_flag_and_value(overrides, flag, value):

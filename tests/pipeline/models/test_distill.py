@@ -139,5 +139,10 @@ def test_a_keras3_model_teaches_as_teacher_path(tmp_path, mnist_small):
   np.testing.assert_allclose(np.exp(teacher.train_logits[:16]), user.predict(
       np.concatenate(list(data_lib.image_batches(mnist_small.train)))[:16], verbose=0),
                              atol=1e-5)
+  logits_model = keras.Sequential([keras.Input(mnist_small.input_shape), keras.layers.Flatten(),
+                                   keras.layers.Dense(10)])  # No softmax: raw logits.
+  with pytest.raises(ValueError, match=r"^--teacher_path=t.keras: its outputs are not prob"):
+    distill.check_outputs(logits_model, x, "t.keras")
+  distill.check_outputs(loaded.model, x, path)
   with pytest.raises(ValueError, match=r"^--teacher_path=.*: .*"):
     safe_load.load(str(tmp_path / "missing.keras"), flag_name="teacher_path")
