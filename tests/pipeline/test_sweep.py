@@ -20,7 +20,7 @@ def test_frontier_keeps_the_points_nothing_beats():
 def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path):
   wd = tmp_path / "sweep"
   args = ["--flagfile=configs/smoke.flags", "--max_train_examples=300", "--rates=0.5,0.8",
-          "--export_formats=float32",
+          "--export_formats=float32", "--distill",
           "--benchmark_runs=200", f"--workdir={wd}"]
   proc = run_cli(args, cwd=REPO, module="pipeline.sweep")
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,6 +34,10 @@ def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path
   for point in ("s0_u0.5", "s0_u0.8"):
     config = json.loads((wd / point / "config.json").read_text())
     assert config["baseline_path"] == str(wd / "baseline" / "baseline.keras")
+    # Every point's fine-tuning learned from the sweep's baseline (--distill).
+    report = json.loads((wd / point / "report.json").read_text())
+    assert report["pruned"]["distill"]["teacher"] == "baseline"
+    assert report["pruned"]["distill"]["teacher_outputs"].startswith("computed once")
     # Its flags.txt is a pipeline.run flagfile for that point alone.
     text = (wd / point / "flags.txt").read_text()
     assert "--rates=" not in text
@@ -45,6 +49,7 @@ def test_sweep_runs_each_rate_once_times_all_files_together_and_resumes(tmp_path
                                           [r["test_accuracy"] for r in result["rows"]]))
   md = (wd / "sweep.md").read_text()
   assert "| s0_u0.8 | pruned_float32 | 80.0% |" in md
+  assert "Which file to ship, on this CPU" in md
   for png in ("accuracy_vs_gzip.png", "accuracy_vs_latency.png"):
     assert (wd / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
