@@ -182,6 +182,9 @@ def test_cli_adds_the_phone_to_a_run_report(models, phone, tmp_path):
   md = (run / "report.md").read_text()
   assert "On a phone (`python -m export.device`):" in md
   assert f"| p | {row['bytes']:,} B | {row['avg_ms']:.3f} |" in md
+  # The phone's own recommendation: the report's accuracy (-1.80 points), the phone's speed.
+  assert "- none qualifies: the most accurate, pruned_int8_sparse, is -1.80 points" in md
+  assert md.rindex("Which file to ship, on ") > md.index("On a phone")
   assert md == report_lib.to_markdown(saved)  # The section the report renders, in its place.
   again = run_cli([f"--run_dir={run}", f"--benchmark_binary={tmp_path / 'bin' / 'benchmark_model'}",
                    "--num_runs=5", "--warmup_runs=1"], cwd=REPO, module="export.device")
