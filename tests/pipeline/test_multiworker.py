@@ -32,10 +32,11 @@ def _digest(text):
 @pytest.mark.slow
 def test_two_workers_train_in_lockstep_and_only_the_chief_writes(tmp_path):
   wd = tmp_path / "run"
-  proc = _launch(wd)
+  proc = _launch(wd, "--distill")  # The pruning's fine-tuning learns from the baseline.
   out, err = proc.communicate(timeout=600)
   assert proc.returncode == 0, err[-3000:]
   report = json.loads((wd / "report.json").read_text())
+  assert report["pruned"]["distill"]["teacher"] == "baseline"
   training = report["baseline"]["training"]
   assert (training["workers"], training["replicas"], training["per_replica_batch"]) == (2, 2, 64)
   assert training["sharding"] == "by data"
