@@ -39,12 +39,12 @@ def lines(candidates: Sequence[Candidate], target: str, reference: str,
   (default DEFAULT_MAX_DROP points), the reference file itself left out, or why none is."""
   drop = DEFAULT_MAX_DROP if max_drop_points is None else max_drop_points
   given = ("--max_accuracy_drop" if max_drop_points is not None else
-           f"{DEFAULT_MAX_DROP:g} without --max_accuracy_drop")
+           "the default; --max_accuracy_drop sets it")
   others = [c for c in candidates if c.name != reference]
   if not others:
     return []  # Nothing to choose between.
-  out = [f"Which file to ship, {target} (at most {drop:g} point(s) below the baseline's test "
-         f"accuracy, {given}):"]
+  out = [f"Which file to ship, {target}: the fastest and the smallest within {drop:g} "
+         f"point{'' if drop == 1 else 's'} of the baseline's test accuracy ({given}):"]
   fastest, smallest = choose(others, drop)
   if fastest is None and smallest is None:
     usable = [c for c in others if c.usable]

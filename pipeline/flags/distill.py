@@ -5,7 +5,7 @@ Defined here, read by pipeline/flags/__init__.py (`config_from_flags`) only.
 
 from absl import flags
 
-TITLE = 'Distillation: the baseline teaches the pruned model'
+TITLE = 'Distillation: a teacher guides the pruned model while it fine-tunes'
 
 DISTILL = flags.DEFINE_bool(
     "distill", False, "Every fine-tuning of a pruned model (structured steps, TF-MOT pruning, "
@@ -16,7 +16,8 @@ DISTILL = flags.DEFINE_bool(
 TEACHER_PATH = flags.DEFINE_string(
     "teacher_path", None, "With --distill: a trained classifier (.keras, Keras 3 or tf_keras, "
     "as --baseline_path takes) to learn from instead of the baseline, e.g. a larger model of "
-    "the same classes.")
+    "the same classes. Like the baseline it takes raw pixels (0..255) shaped like the data and "
+    "ends in a softmax over the data's classes; the report gives its validation accuracy.")
 ALPHA = flags.DEFINE_float("distill_alpha", 0.5, "With --distill: weight of the teacher's "
                            "term; 1 - alpha weighs the labels' cross-entropy.",
                            lower_bound=0.0, upper_bound=1.0)

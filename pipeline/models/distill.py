@@ -24,6 +24,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from export import verify as verify_lib
 from pipeline import data as data_lib
 from pipeline.config import FlagError
 
@@ -43,13 +44,14 @@ class Teacher:
   # Teacher logits over the training split, in its order; None: one forward pass per batch.
   train_logits: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
   why: str = ""  # Why the outputs are (not) precomputed.
+  val_accuracy: float = float("nan")  # The teacher's, on the validation split.
 
   def settings(self) -> dict:
     """What defines a distilled fit (part of its backup's fingerprint)."""
     return {"teacher": self.source, "alpha": self.alpha, "temperature": self.temperature}
 
   def describe(self) -> dict:
-    return dict(self.settings(), teacher_outputs=self.why)
+    return dict(self.settings(), teacher_outputs=self.why, val_accuracy=self.val_accuracy)
 
 
 def logits(probabilities):
@@ -125,6 +127,8 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
   batches are not augmented (an augmented image needs its own teacher pass) and they fit
   PRECOMPUTE_BYTES."""
   size = len(data.train) * data.num_classes * 4
+  val = verify_lib.top1_accuracy(data_lib.predict(model, data.validation), data.validation.labels)
+  logging.info("Distillation: the teacher (%s) has %.2f%% validation accuracy.", source, 100 * val)
   if augment:
     why = "one teacher pass per batch (--augment: each batch's images are new)"
   elif data.train.shard_by == "file":
@@ -137,9 +141,9 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
     train_logits = logits(data_lib.predict(model, data.train)).numpy()
     why = f"computed once for the {len(data.train):,} training images, streamed with the batches"
     logging.info("Distillation: teacher outputs %s.", why)
-    return Teacher(model, alpha, temperature, source, train_logits, why)
+    return Teacher(model, alpha, temperature, source, train_logits, why, val)
   logging.info("Distillation: teacher outputs %s.", why)
-  return Teacher(model, alpha, temperature, source, None, why)
+  return Teacher(model, alpha, temperature, source, None, why, val)
 
 
 def check_outputs(model: keras.Model, images: np.ndarray, path: str) -> None:

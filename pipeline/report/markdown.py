@@ -90,7 +90,8 @@ def to_markdown(report: dict) -> str:
   if report["pruned"] is not None:
     lines += _pruned(report, report["baseline"], report["pruned"])
   lines += _pointers(report)
-  lines += sections.ship_lines(report)
+  lines += sections.ship_lines(report, near_chance=report["baseline"]["test_accuracy"]
+                               < _chance(report["dataset"]) + 0.05)
   if report.get("device"):  # Added by `python -m export.device --run_dir`: always last.
     lines += ["", android.report_section(report["device"]["markdown"])]
   return "\n".join(lines) + "\n"
@@ -103,8 +104,7 @@ def _heading(report: dict) -> List[str]:
   model = os.path.basename((cfg.get("baseline_path") or "").rstrip("/"))
   if model in ("", "baseline.keras"):  # A sweep's points load the sweep's own baseline.
     model = cfg["model"]
-  test_counts = ds.get("per_class", {}).get("test") or [1] * 10
-  chance = max(test_counts) / max(1, sum(test_counts))  # Always answering the largest class.
+  chance = _chance(ds)
   lines = [f"# Pruning report: {model} on {ds['name']}", ""]
   if b["test_accuracy"] < chance + 0.05:
     lines += [f"WARNING: the baseline's test accuracy, {_pct(b['test_accuracy'])}, is near "
@@ -131,6 +131,12 @@ def _heading(report: dict) -> List[str]:
       "the file's, with the 10th-90th percentile of those per-round ratios in brackets; best "
       "round (each file's lowest round median) and p50 are secondary. Size ratio: gzip bytes.",
   ]
+
+
+def _chance(ds: dict) -> float:
+  """Test accuracy of always answering the largest class."""
+  test_counts = ds.get("per_class", {}).get("test") or [1] * 10
+  return max(test_counts) / max(1, sum(test_counts))
 
 
 def _table(report: dict) -> List[str]:

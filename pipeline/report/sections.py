@@ -185,6 +185,9 @@ def distill_lines(p: dict) -> List[str]:
   if not d:
     return ["Distillation: not used (--distill lets the baseline teach every fine-tuning)."]
   teacher = "the baseline" if d["teacher"] == "baseline" else f"--teacher_path={d['teacher']}"
+  acc = d.get("val_accuracy")
+  if acc is not None and acc == acc:  # Not NaN.
+    teacher += f" ({100 * acc:.2f}% on the validation split)"
   return [f"Distillation (--distill): every fine-tuning learned from {teacher}, loss = "
           f"{d['alpha']:g} * T^2 * KL(teacher/T || student/T) + {1 - d['alpha']:g} * "
           f"cross-entropy, T = {d['temperature']:g}; teacher outputs: {d['teacher_outputs']}. "
@@ -193,9 +196,9 @@ def distill_lines(p: dict) -> List[str]:
           "cross-entropy on validation images, as without --distill."]
 
 
-def ship_lines(report: dict) -> List[str]:
+def ship_lines(report: dict, near_chance: bool = False) -> List[str]:
   """Which file to ship on each target this run measured: this CPU, and emulated ARM where
-  --arm_check ran (export/recommend.py)."""
+  --arm_check ran (export/recommend.py); with a caveat when the baseline is near chance."""
   cfg, bench = report["config"], report["benchmark"]
   ref, drop = bench["reference"], cfg.get("max_accuracy_drop")
   x86 = [recommend.Candidate(e["name"], e["accuracy_change"], e.get("speedup"),
@@ -210,4 +213,7 @@ def ship_lines(report: dict) -> List[str]:
              for e in report["exports"] if e.get("arm")]
     out += [""] + recommend.lines(cands, f"on ARM ({arm['runtime']}; emulated speed-ups)", ref,
                                   drop)
+  if near_chance and len(out) > 1:
+    out.append("(The baseline is near chance, see the warning at the top: files within a point "
+               "of it are no better, so this recommendation means little.)")
   return out

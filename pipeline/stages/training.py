@@ -62,6 +62,12 @@ def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
         progress, "latency", lambda: speed_target.stage(baseline, data, cfg, wd, con, seconds),
         dataclasses.asdict, lambda d: speed_target.Plan(**d), seconds)
   data = taught(cfg, data, prep.teacher or baseline)
+  if cfg.teacher_path and data.teacher is not None:
+    base_val = train_lib.evaluate(baseline, data.validation)
+    if data.teacher.val_accuracy < base_val - 0.01:
+      logging.warning("--teacher_path=%s: the teacher's validation accuracy, %.2f%%, is below "
+                      "the baseline's, %.2f%%: it may teach the pruned model worse answers.",
+                      cfg.teacher_path, 100 * data.teacher.val_accuracy, 100 * base_val)
   final, row, pruned_layers = pruning.run(baseline, data, cfg, wd, con, seconds,
                                           prep.schedule, plan, chosen, progress)
   if data.teacher is not None:
@@ -80,9 +86,10 @@ def taught(cfg: Config, data: data_lib.Dataset, teacher_model) -> data_lib.Datas
   every fine-tuning on it; `data` itself without --distill."""
   if not cfg.distill:
     return dataclasses.replace(data, teacher=None)
-  return dataclasses.replace(data, teacher=distill_lib.make_teacher(
+  teacher = distill_lib.make_teacher(
       teacher_model, data, alpha=cfg.distill_alpha, temperature=cfg.distill_temperature,
-      source=cfg.teacher_path or "baseline", augment=cfg.augment))
+      source=cfg.teacher_path or "baseline", augment=cfg.augment)
+  return dataclasses.replace(data, teacher=teacher)
 
 
 def _encode_fit(model, fit):

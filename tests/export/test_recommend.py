@@ -20,8 +20,9 @@ def test_fastest_and_smallest_within_the_budget_skip_failed_and_too_inaccurate_f
 
 def test_the_lines_name_files_figures_and_the_default_budget():
   lines = recommend.lines(FILES, "on this CPU (X)", REF, None)
-  assert lines[0].startswith("Which file to ship, on this CPU (X) (at most 1 point(s)")
-  assert "1 without --max_accuracy_drop" in lines[0]
+  assert lines[0] == ("Which file to ship, on this CPU (X): the fastest and the smallest within "
+                      "1 point of the baseline's test accuracy (the default; "
+                      "--max_accuracy_drop sets it):")
   assert lines[1] == ("- fastest: pruned_float32: 2.90x the speed of baseline_float32, 4.0x "
                       "smaller (gzip), -0.40 points of test accuracy.")
   assert lines[2].startswith("- smallest: pruned_int8: 2.10x")

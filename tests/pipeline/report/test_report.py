@@ -134,6 +134,7 @@ def test_a_baseline_at_chance_is_called_out_and_a_loaded_model_is_named(tmp_path
   assert md.startswith("# Pruning report: my_mobilenet.keras on mnist\n\nWARNING: the baseline's "
                        "test accuracy, 11.00%, is near chance (10%: always answering the "
                        "largest class)")
+  assert md.rstrip().endswith("so this recommendation means little.)")  # The ship lines' too.
 
 
 def test_keras3_lines_name_the_check_and_the_file():
