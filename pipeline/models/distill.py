@@ -85,7 +85,7 @@ class Distiller(keras.Model):
     self.distill_mean = keras.metrics.Mean("distill_loss")  # T^2 * KL, before alpha.
     self.student_mean = keras.metrics.Mean("student_loss")  # Cross-entropy, before 1 - alpha.
     self.accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
-    self.built = True  # Its weights are the student's and the teacher's, both built.
+    self.built = True  # Its only weights are the student's, already built.
 
   @property
   def metrics(self):
@@ -126,7 +126,7 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
   """The Teacher for fine-tuning on `data`: its training-split logits precomputed where the
   batches are not augmented (an augmented image needs its own teacher pass) and they fit
   PRECOMPUTE_BYTES."""
-  size = len(data.train) * data.num_classes * 4
+  size, train_logits = len(data.train) * data.num_classes * 4, None
   val = verify_lib.top1_accuracy(data_lib.predict(model, data.validation), data.validation.labels)
   logging.info("Distillation: the teacher (%s) has %.2f%% validation accuracy.", source, 100 * val)
   if augment:
@@ -140,10 +140,8 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
   else:
     train_logits = logits(data_lib.predict(model, data.train)).numpy()
     why = f"computed once for the {len(data.train):,} training images, streamed with the batches"
-    logging.info("Distillation: teacher outputs %s.", why)
-    return Teacher(model, alpha, temperature, source, train_logits, why, val)
   logging.info("Distillation: teacher outputs %s.", why)
-  return Teacher(model, alpha, temperature, source, None, why, val)
+  return Teacher(model, alpha, temperature, source, train_logits, why, val)
 
 
 def check_outputs(model: keras.Model, images: np.ndarray, path: str) -> None:
