@@ -224,6 +224,7 @@ def main(argv):
     from export import workdir
     from export import cpu  # pylint: disable=g-import-not-at-top
     from export import verify
+    from pipeline.models import heads
   try:
     with con.stage("data"):
       prep = job.preflight(dataclasses.replace(cfg, prune=False))
@@ -260,12 +261,14 @@ def main(argv):
           **{n: (c.export_formats, c.prune) for n, (_, c, _) in record_plans.items()}}
   rows = [r.to_json() for r in measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
-      int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
-      bounds=job.bounds_of(cfg), console=con, seconds=seconds)]
+      head=heads.read(built["baseline"]), int8_io=cfg.int8_io, runs=cfg.benchmark_runs,
+      warmup_runs=cfg.benchmark_warmup_runs, bounds=job.bounds_of(cfg), console=con,
+      seconds=seconds)]
   for r in rows:
     r["recipe"] = labels[r["model"]]
     r["path"] = os.path.relpath(r["path"], out_dir)
-  baseline_accuracy = verify.top1_accuracy(outputs["baseline"], data.test.labels)
+  baseline_accuracy = verify.top1_accuracy(outputs["baseline"], data.test.labels,
+                                           heads.read(built["baseline"]))
   machine = cpu.read()
   result = {
       "cpu": dataclasses.asdict(machine), "cpu_description": machine.describe(),

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 
-import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 from export import cli
 from export import shared_flags
 

@@ -12,7 +12,6 @@ import tempfile
 
 from export import cli
 
-import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
 LAYERS = {  # name: (layer factory, input shape)
     "conv 3x3, 1 -> 16 channels, 28x28": (lambda k: k.layers.Conv2D(16, 3, activation="relu"),

@@ -19,7 +19,9 @@ import glob
 import os
 import tempfile
 
-import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
+from export import cli  # pylint: disable=g-bad-import-order
+
+cli.command_environment()  # Before TensorFlow loads.
 
 
 def _recipe_files(d: str) -> dict:

@@ -13,7 +13,6 @@ import tempfile
 
 from export import cli
 
-import pipeline  # noqa: F401  pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS first)
 
 FULL = (32, 64, 128)
 # Each removes half of the 224 filters and units, spread differently.

@@ -1,6 +1,5 @@
-"""TFLite conversion, verification through LiteRT, and the benchmark harness."""
+"""TFLite files (convert, verify, gates), running and timing them, and command plumbing.
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Importing it changes nothing in the process; the commands set their own environment
+(export/cli.py).
+"""

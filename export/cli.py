@@ -71,14 +71,24 @@ def help_text(module, shared=(), topics=()) -> str:
   return "\n".join(out).rstrip() + "\n"
 
 
+def command_environment() -> None:
+  """What every command of this project runs with, set before TensorFlow loads: tf.keras is
+  tf_keras (TF-MOT needs Keras 2; this also spares importing Keras 3), and TensorFlow's C++
+  INFO lines stay off the console. A command's own process only: the Python API
+  (pipeline/api.py) leaves the caller's environment as it was."""
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def run(main, module_name: str, shared=(), topics=()) -> None:
-  """app.run with one-line flag errors. --help lists the flags defined in `module_name`, those
-  of each module in `topics` (grouped under its TITLE), and the flags named in `shared` (from
-  export/shared_flags.py) that this command uses.
+  """app.run with one-line flag errors, in command_environment(). --help lists the flags
+  defined in `module_name`, those of each module in `topics` (grouped under its TITLE), and
+  the flags named in `shared` (from export/shared_flags.py) that this command uses.
 
   absl's own --help lists the flags of the __main__ module, which for a console script is
   the generated wrapper, with none of ours.
   """
+  command_environment()
   if any(a in ("-h", "--help", "--helpshort") for a in sys.argv[1:]):
     sys.stdout.write(help_text(sys.modules[module_name], shared, topics))
     sys.exit(0)

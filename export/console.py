@@ -80,12 +80,37 @@ def log_to(path: str) -> py_logging.Handler:
   return handler
 
 
-class Console:
-  """Stage lines and progress bars on a stream (stderr); bars only where it is a terminal."""
+@contextlib.contextmanager
+def scoped_logging():
+  """quiet(detail=False) for the block only: the Python API's run logs INFO to its log file
+  and shows warnings, then leaves the process's logging as the caller had it."""
+  handler, tf_logger = logging.get_absl_handler(), py_logging.getLogger("tensorflow")
+  saved = (handler.level, list(handler.filters), handler.formatter, logging.get_verbosity(),
+           tf_logger.level)
+  noise = _ConsoleFilter()  # TensorFlow's logger has a handler of its own outside absl's app.
+  try:
+    quiet(detail=False)
+    tf_logger.addFilter(noise)
+    yield
+  finally:
+    tf_logger.removeFilter(noise)
+    handler.setLevel(saved[0])
+    handler.filters[:] = saved[1]
+    handler.setFormatter(saved[2])
+    logging.set_verbosity(saved[3])
+    py_logging.getLogger("tensorflow").setLevel(saved[4])
+    py_logging.captureWarnings(False)
 
-  def __init__(self, stream=None, bars: Optional[bool] = None, enabled: bool = True):
+
+class Console:
+  """Stage lines and progress bars on a stream (stderr); bars only where it is a terminal, or
+  always in a notebook (`notebook=True`: tqdm.auto's widgets where Jupyter has them)."""
+
+  def __init__(self, stream=None, bars: Optional[bool] = None, enabled: bool = True,
+               notebook: bool = False):
     self.stream = stream or sys.stderr
-    self.bars = self.stream.isatty() if bars is None else bars
+    self.notebook = notebook
+    self.bars = (notebook or self.stream.isatty()) if bars is None else bars
     self.enabled = enabled
     self.current = None  # The stage running now, named in error lines.
 
@@ -109,8 +134,12 @@ class Console:
     self.current = None
 
   def bar(self, total: int, desc: str, unit: str):
-    """A tqdm bar on the terminal (nothing elsewhere); call .update(n) and .close()."""
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    """A tqdm bar on the terminal or in a notebook (nothing elsewhere); call .update(n) and
+    .close()."""
+    if self.notebook:
+      from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+    else:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     return tqdm(total=total, desc=f"{desc:<11}", unit=unit, file=self.stream, leave=False,
                 disable=not (self.enabled and self.bars), dynamic_ncols=True)
 

@@ -6,7 +6,7 @@ is still written, and the run exits non-zero.
 
 | format | bound against the Keras model it came from |
 |---|---|
-| float32 | top-1 agreement >= 99.9% and max abs output difference < 1e-4 |
+| float32 | top-1 agreement >= 99.9% and max abs output difference < 1e-4 (for raw logits, 1e-4 of the largest |logit|) |
 | float16 | test accuracy within 0.2 points |
 | dynamic_int8, int8 | test accuracy within 1.0 point (`--max_int8_accuracy_change`) |
 | any | stored sparsity per layer within 1 point of what its Keras kernel implies |
@@ -26,13 +26,14 @@ class Bounds:
   def describe(self, fmt: str) -> str:
     if fmt == "float32":
       return (f"agreement >= {100 * self.float32_min_agreement:g}% and max |diff| < "
-              f"{self.float32_max_abs_diff:g}")
+              f"{self.float32_max_abs_diff:g} (x the largest |logit| for logits)")
     points = self.float16_max_points if fmt == "float16" else self.int8_max_points
     return f"accuracy within {points:g} point{'' if points == 1 else 's'} of Keras"
 
 
 def check(fmt: str, accuracy: float, keras_accuracy: float, agreement: float,
-          max_abs_diff: Optional[float], bounds: Bounds = Bounds()) -> Optional[str]:
+          max_abs_diff: Optional[float], bounds: Bounds = Bounds(),
+          output_scale: float = 1.0) -> Optional[str]:
   """Why a file of format `fmt` is outside its bound, or None when it is within.
 
   Args:
@@ -42,6 +43,8 @@ def check(fmt: str, accuracy: float, keras_accuracy: float, agreement: float,
     agreement: fraction of images where the file and Keras pick the same class.
     max_abs_diff: max |file output - Keras output| over the test split (float outputs).
     bounds: the bounds.
+    output_scale: what the float32 difference is measured against (export/head.py Head.scale:
+      1 for probabilities, the largest |logit| for raw logits).
 
   Raises:
     ValueError: unknown format.
@@ -52,9 +55,11 @@ def check(fmt: str, accuracy: float, keras_accuracy: float, agreement: float,
     if agreement < bounds.float32_min_agreement:
       reasons.append(f"agrees with Keras on {100 * agreement:.2f}% of test images "
                      f"(< {100 * bounds.float32_min_agreement:g}%)")
-    if max_abs_diff is None or not max_abs_diff < bounds.float32_max_abs_diff:
+    bound = bounds.float32_max_abs_diff * output_scale
+    if max_abs_diff is None or not max_abs_diff < bound:
+      of = f" = {bounds.float32_max_abs_diff:g} x {output_scale:.3g}" if output_scale != 1 else ""
       reasons.append(f"outputs differ from Keras by up to {max_abs_diff:.2e} "
-                     f"(bound {bounds.float32_max_abs_diff:g})")
+                     f"(bound {bound:g}{of})")
     return "; ".join(reasons) or None
   if fmt == "float16":
     limit = bounds.float16_max_points

@@ -8,6 +8,7 @@ import numpy as np
 
 from export import graph as graph_lib
 from export import litert
+from export.head import Head
 from export.tflite import Export
 
 SPARSITY_TOLERANCE = 0.01  # Stored sparsity may differ from Keras' by at most 1 point per layer.
@@ -20,13 +21,16 @@ class Verification:
   top1_agreement: float  # Fraction of test images where the file and Keras pick the same class.
   max_abs_diff: Optional[float]  # Against Keras over the whole test split; float outputs only.
   input_spec: str = ""  # What the file takes: shape, dtype, value range.
+  # What max_abs_diff is measured against: 1 for probabilities, the largest |logit| for logits.
+  output_scale: float = 1.0
 
 
+def top1_accuracy(outputs: np.ndarray, labels: np.ndarray, head: Head) -> float:
+  """Fraction of rows of `outputs` whose class (as `head` reads it: argmax, or a one-unit
+  head's threshold) is the label: the one accuracy every stage reports, for Keras and TFLite
+  outputs alike."""
+  return head.accuracy(outputs, labels)
 
-def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-  """Fraction of rows of `outputs` (scores per class) whose highest score is the label: the
-  one accuracy every stage reports, for Keras and TFLite outputs alike."""
-  return float(np.mean(np.argmax(outputs, -1) == labels))
 
 def expected_zeros(kernel: np.ndarray, layer: graph_lib.Layer) -> float:
   """Fraction of zeros the file should hold for this Keras kernel.
@@ -80,7 +84,7 @@ def stored_sparsity(export: Export, keras_kernels: Dict[str, np.ndarray]
 
 
 def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
-           batches: Callable[[], Iterable[np.ndarray]], y_test: np.ndarray
+           batches: Callable[[], Iterable[np.ndarray]], y_test: np.ndarray, head: Head
            ) -> List[Verification]:
   """Runs every file over the whole test split with LiteRT, batch by batch.
 
@@ -90,6 +94,7 @@ def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
     batches: returns a fresh iterator over the test images (float32 raw pixels), in the
       order of keras_outputs and y_test.
     y_test: integer labels.
+    head: what the outputs are (the exported files keep the Keras model's head).
 
   Returns:
     One Verification per export, in order; gates.check judges them.
@@ -103,9 +108,9 @@ def verify(exports: Sequence[Export], keras_outputs: Dict[str, np.ndarray],
     diff = None
     if e.format in ("float32", "float16", "dynamic_int8"):  # Float outputs: compare them.
       diff = float(np.max(np.abs(probs - ref)))
-    pred = np.argmax(probs, -1)
-    v = Verification(e.name, top1_accuracy(probs, y_test),
-                     float(np.mean(pred == np.argmax(ref, -1))), diff, spec)
+    v = Verification(e.name, top1_accuracy(probs, y_test, head),
+                     float(np.mean(head.classes(probs) == head.classes(ref))), diff, spec,
+                     head.scale(ref))
     logging.info("%s: test accuracy %.4f, agrees with Keras on %.2f%% of images%s; input %s.",
                  e.name, v.test_accuracy, 100 * v.top1_agreement,
                  "" if diff is None else f", max |diff| {diff:.1e}", v.input_spec)

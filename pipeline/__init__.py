@@ -1,7 +1,9 @@
-"""Train, prune and export a Keras image classifier; see pipeline/run.py for the entry point."""
+"""Prune a trained Keras image classifier and export smaller, faster .tflite files.
 
-import os
+Two doors, one engine (pipeline/job.py): the CLI, `python -m pipeline.run` (pipeline/run.py),
+and from Python or a notebook, `pipeline.prune(model, train_ds, validation_ds, ...)`
+(pipeline/api.py). Importing the package changes nothing in the process: no TensorFlow import,
+no environment variable (the CLI entry points set their own).
+"""
 
-# TF-MOT works only with Keras 2 (tf_keras). This must be set before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pipeline.api import prune  # noqa: F401  (TensorFlow loads when it is called)

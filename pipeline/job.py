@@ -19,6 +19,7 @@ from export import console as console_lib
 from export import cpu as cpu_lib
 from export import formats
 from export import gates
+from export.head import Head
 from export import verify as verify_lib
 from export import timing as timing_lib
 from export import workdir as workdir_lib
@@ -30,6 +31,7 @@ from pipeline import config as config_lib
 from pipeline.config import Config
 from pipeline.models import architectures as models_lib
 from pipeline.models import distill as distill_lib
+from pipeline.models import heads
 from pipeline.models import macs as macs_lib
 from pipeline.models import safe_load
 from pipeline.models import train as train_lib
@@ -63,47 +65,84 @@ class Prepared:
   schedule: Optional[prune_lib.Schedule]
   keras3: Optional[object] = None  # keras3.Agreement: how a Keras 3 baseline was carried over.
   teacher: Optional[object] = None  # A loaded --teacher_path model (--distill), or None.
+  head: Head = Head()  # What the model outputs (pipeline/models/heads.py).
+  head_check: str = ""  # What its outputs on validation images said against it ("" if fine).
 
 
-def preflight(cfg: Config, check_workdir: bool = True) -> Prepared:
+def preflight(cfg: Config, check_workdir: bool = True, data: Optional[data_lib.Dataset] = None,
+              model=None, model_name: str = "") -> Prepared:
   """Loads the data and any given baseline, and checks the schedule; writes nothing. Run it
   under the training strategy's scope (a fresh model's variables are created here).
+
+  Args:
+    cfg: the run's configuration.
+    check_workdir: also check that cfg.workdir can be written.
+    data, model: the Python API's objects, in place of --dataset and --baseline_path.
+    model_name: how errors name `model`.
 
   Raises:
     ValueError: with a one-line message naming the flag and value at fault.
   """
   rules.check(cfg)  # Again, for callers that build their own Config (a sweep's points).
-  data = data_lib.load_dataset(cfg)
+  name = model_name or f"--baseline_path={cfg.baseline_path}"
+  if model is None and cfg.baseline_path:
+    model = safe_load.open_file(cfg.baseline_path, cfg.trust_model, name)
+  if model is not None:
+    safe_load.head_of(model, name)  # An unreadable head: one line, before the data loads.
+  data = data or data_lib.load_dataset(cfg)
   translated, images = None, None
-  if cfg.baseline_path or cfg.keras3_output or cfg.teacher_path:  # To check Keras 3 copies.
+  if model is not None or cfg.keras3_output or cfg.teacher_path:  # To check Keras 3 copies.
     images = data_lib.sample(data.validation, keras3_stage.CHECK_IMAGES, cfg.seed)[0]
-  if cfg.baseline_path:
-    loaded = safe_load.load(cfg.baseline_path, data.input_shape, data.num_classes,
-                            trust=cfg.trust_model, images=images)
+  if model is not None:
+    loaded = safe_load.adopt(model, name, data.input_shape, data.num_classes, cfg.trust_model,
+                             images)
     baseline, fresh, translated = loaded.model, None, loaded.keras3
   else:
     baseline, fresh = None, models_lib.build_model(cfg, data.input_shape, data.num_classes)
-  teacher = None
-  if cfg.teacher_path:
-    teacher = safe_load.load(cfg.teacher_path, data.input_shape, data.num_classes,
-                             trust=cfg.trust_model, images=images, flag_name="teacher_path").model
-    distill_lib.check_outputs(teacher, images, cfg.teacher_path)
+  head = heads.read(baseline or fresh)
+  head_check = heads.check_outputs(head, (baseline or fresh).predict(images, verbose=0)) if (
+      baseline is not None) else ""
+  if head_check:
+    logging.warning("%s: %s", name, head_check)
+  teacher = _teacher(cfg, data, images)
   if keras3_stage.wanted(cfg, translated):
     keras3_stage.preflight(baseline or fresh, images, cfg)
-  if cfg.structured_rate > 0 or cfg.target_speedup:
-    structured_lib.check_criterion(baseline or fresh, cfg.structured_criterion)
-  speed_target.check(baseline or fresh, cfg)
-  blocks_lib.check(baseline or fresh, cfg)
-  arm_stage.preflight(cfg)
-  schedule = None
-  if cfg.prune:
-    patterns.check_model(baseline or fresh, cfg)
-    schedule = prune_lib.schedule_steps(cfg, len(data.train))
-    if cfg.layer_rates != "auto":  # A bad --layer_rates fails before any training.
-      layer_rates.for_model(baseline or fresh, cfg)
+  _check_model(cfg, baseline or fresh)
+  schedule = prune_lib.schedule_steps(cfg, len(data.train)) if cfg.prune else None
   if check_workdir:
     workdir_lib.check(cfg.workdir, cfg.overwrite)
-  return Prepared(data, baseline, fresh, schedule, translated, teacher)
+  return Prepared(data, baseline, fresh, schedule, translated, teacher, head, head_check or "")
+
+
+def _teacher(cfg: Config, data: data_lib.Dataset, images):
+  """The --teacher_path model, loaded and checked (its head read, its classes the data's)."""
+  if not cfg.teacher_path:
+    return None
+  teacher = safe_load.load(cfg.teacher_path, data.input_shape, data.num_classes,
+                           trust=cfg.trust_model, images=images, flag_name="teacher_path").model
+  distill_lib.check_teacher(teacher, images, cfg.teacher_path, data.num_classes)
+  return teacher
+
+
+def _check_model(cfg: Config, model) -> None:
+  """What the pruning flags ask of the model's layers, before any training."""
+  if cfg.structured_rate > 0 or cfg.target_speedup:
+    structured_lib.check_criterion(model, cfg.structured_criterion)
+  speed_target.check(model, cfg)
+  blocks_lib.check(model, cfg)
+  arm_stage.preflight(cfg)
+  if cfg.prune:
+    patterns.check_model(model, cfg)
+    if cfg.layer_rates != "auto":  # A bad --layer_rates fails before any training.
+      layer_rates.for_model(model, cfg)
+
+
+def describe_data(data: data_lib.Dataset) -> str:
+  """The data stage's console line: source, split sizes, image shape, classes."""
+  d = data.summary()
+  return (f"{d['name']} from {d['source']}: {d['train_examples']:,} train, "
+          f"{d['validation_examples']:,} validation, {d['test_examples']:,} test, "
+          f"{'x'.join(map(str, d['image_shape']))}, {len(d['classes'])} classes")
 
 
 def bounds_of(cfg: Config) -> gates.Bounds:
@@ -179,7 +218,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   # Exported from the files the training stages saved, outside any strategy: plain models.
   baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
-  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep.keras3)
+  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep)
   baseline_row["training"] = dict(
       cluster.describe(cfg.batch_size, data.train.shard_by, strategy.num_replicas_in_sync),
       final_weights_sha256=trained.digest)
@@ -189,13 +228,13 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
     models["pruned"] = final
     outputs["pruned"] = data_lib.predict(final, data.test)
     pruned_row = _pruned_row(final, trained.pruned_row, trained.pruned_layers,
-                             outputs["pruned"], data)
+                             outputs["pruned"], data, prep.head)
   pruned_layers = trained.pruned_layers
   progress.start("export")  # Export and what follows run again in a resumed run.
   rows = measure_lib.export_and_measure(
       models, _export_plan(cfg, pruned_row is not None), outputs,
       {"pruned": pruned_layers} if pruned_row else {}, data, os.path.join(wd, "tflite"),
-      int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
+      head=prep.head, int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
       bounds=bounds_of(cfg), console=con, seconds=seconds)
   if pruned_row:
     if cfg.sparsity_m_by_n or cfg.block_size:
@@ -214,11 +253,11 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   return report
 
 
-def _pruned_row(model, fields: dict, pruned_layers, outputs, data) -> dict:
+def _pruned_row(model, fields: dict, pruned_layers, outputs, data, head: Head) -> dict:
   """The report's pruned row: the pruning stages' fields, sparsity, accuracy, size (the model
   is wd/pruned.keras)."""
   row = dict(fields, **sparsity_lib.summarize(model, pruned_layers),
-             test_accuracy=verify_lib.top1_accuracy(outputs, data.test.labels),
+             test_accuracy=verify_lib.top1_accuracy(outputs, data.test.labels, head),
              path="pruned.keras", params=int(model.count_params()), macs=macs_lib.count(model))
   logging.info("Pruned test accuracy: %.4f; %d parameters, %.2f%% sparsity.",
                row["test_accuracy"], row["params"], 100 * row["sparsity"])

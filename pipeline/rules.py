@@ -6,11 +6,108 @@ graph can reach) run in pipeline/job.py's preflight, after loading, still before
 """
 
 import os
-from typing import Optional, Tuple
+import re
+from typing import Callable, Dict, Optional, Tuple
 
 from export import workdir as workdir_lib
 from pipeline import config as config_lib
 from pipeline.config import Config, FlagError
+
+
+def _range(low=None, high=None, high_open=False, what=""):
+  """A test of a number within [low, high] (or [low, high)), and the words that say so."""
+  def test(v):
+    return ((low is None or v >= low) and
+            (high is None or (v < high if high_open else v <= high)))
+  if high is None:
+    words = f"must be >= {low:g}"
+  else:
+    words = f"must be in [{low:g}, {high:g}{')' if high_open else ']'}"
+  return test, words + (f": {what}" if what else "")
+
+
+def _is_regex(text: str) -> bool:
+  try:
+    re.compile(text)
+    return True
+  except re.error:
+    return False
+
+
+def _is_image_size(text: str) -> bool:
+  try:
+    config_lib.parse_image_size(text)
+  except ValueError:
+    return False
+  return True
+
+
+def _one_of(names) -> Tuple[Callable, str]:
+  return (lambda v: v in names), f"must be one of: {', '.join(n or '(empty)' for n in names)}"
+
+
+# What each flag's value must be, alone: one test and its words per Config field. The CLI's
+# parser checks them (pipeline/flags registers each as an absl validator, so a bad value is
+# one line before anything loads); the Python API checks the same (check_values).
+VALUES: Dict[str, Tuple[Callable, str]] = {
+    "color_mode": _one_of(config_lib.COLOR_MODES),
+    "image_size": (_is_image_size, "must be two positive integers, height,width (e.g. 96,96)"),
+    "validation_split": _range(0.01, 0.5),
+    "max_train_examples": _range(0),
+    "model": _one_of(config_lib.MODELS),
+    "alpha": _range(0.1, 2.0),
+    "epochs": _range(1),
+    "batch_size": _range(1),
+    "learning_rate": _range(0.0),
+    "pruning_rate": _range(0.0, 1.0, True, "the fraction of weights removed"),
+    "initial_sparsity": _range(0.0, 1.0, True),
+    "fine_tune_epochs": _range(0),
+    "fine_tune_learning_rate": _range(0.0),
+    "schedule": _one_of(config_lib.SCHEDULES),
+    "pruning_criterion": _one_of(config_lib.PRUNING_CRITERIA),
+    "pruning_scope": _one_of(config_lib.PRUNING_SCOPES),
+    "pruning_begin_step": _range(0),
+    "pruning_end_step": _range(0),
+    "pruning_frequency": _range(1),
+    "iterative_rounds": _range(1),
+    "pruning_policy": _one_of(("", "xnnpack")),
+    "max_accuracy_drop": _range(0.0),
+    "budget_epochs": _range(1),
+    "target_speedup": ((lambda r: r == 0.0 or r > 1.0),
+                       "must be 0 (off) or above 1: how many times faster than the dense file"),
+    "structured_rate": _range(0.0, 1.0, True, "the fraction of filters and units removed"),
+    "structured_criterion": _one_of(config_lib.STRUCTURED_CRITERIA),
+    "structured_scope": _one_of(config_lib.STRUCTURED_SCOPES),
+    "structured_fold": _one_of(config_lib.STRUCTURED_FOLDS),
+    "structured_steps": _range(1),
+    "structured_skip_layers": (_is_regex, "must be a valid regex"),
+    "min_channels": _range(1),
+    "channel_multiple": _range(1),
+    "remove_blocks": _range(0),
+    "calibration_examples": _range(1),
+    "distill_alpha": _range(0.0, 1.0),
+    "distill_temperature": _range(1e-3),
+    "export_formats": ((lambda fs: bool(fs) and all(f in config_lib.EXPORT_FORMATS for f in fs)),
+                       "must be a comma-separated list from: "
+                       f"{', '.join(config_lib.EXPORT_FORMATS)}"),
+    "max_int8_accuracy_change": _range(0.0),
+    "max_float16_accuracy_change": _range(0.0),
+    "benchmark_runs": _range(1),
+    "benchmark_warmup_runs": _range(0),
+    "arm_examples": _range(1),
+    "strategy": _one_of(config_lib.STRATEGIES),
+    "backup_every_steps": _range(0),
+}
+
+
+def check_values(cfg: Config) -> None:
+  """Raises FlagError for the first field of `cfg` whose value breaks its rule in VALUES (None
+  stands for "derived" and passes)."""
+  for name, (test, words) in VALUES.items():
+    value = getattr(cfg, name)
+    if value is not None and not test(value):
+      shown = ",".join(value) if isinstance(value, (list, tuple)) else value
+      raise FlagError(name, shown, words)
 
 
 def pattern(text: str, flag: str) -> Optional[Tuple[int, int]]:
@@ -34,6 +131,13 @@ def pattern(text: str, flag: str) -> Optional[Tuple[int, int]]:
 
 def check(cfg: Config) -> None:
   """Raises FlagError, naming the flag and value at fault, for flags that do not go together."""
+  if cfg.initial_sparsity > cfg.pruning_rate:
+    raise FlagError("initial_sparsity", cfg.initial_sparsity, "must not exceed "
+                    f"--pruning_rate={cfg.pruning_rate:g}")
+  if None not in (cfg.pruning_begin_step, cfg.pruning_end_step) and \
+      cfg.pruning_begin_step > cfg.pruning_end_step:
+    raise FlagError("pruning_begin_step", cfg.pruning_begin_step, "must not exceed "
+                    f"--pruning_end_step={cfg.pruning_end_step}")
   _check_needs_prune(cfg)
   if cfg.structured_rate > 0 and cfg.target_speedup:
     raise FlagError("target_speedup", f"{cfg.target_speedup:g}", "chooses the structured rates "

@@ -48,10 +48,7 @@ def main(argv):
     with con.stage("data") as info:
       with strategy.scope():  # The fresh model's variables belong to the strategy.
         prep = job.preflight(cfg, check_workdir=cluster.is_chief)
-      d = prep.data.summary()
-      info["summary"] = (f"{d['name']} from {d['source']}: {d['train_examples']:,} train, "
-                         f"{d['validation_examples']:,} validation, {d['test_examples']:,} test, "
-                         f"{'x'.join(map(str, d['image_shape']))}, {len(d['classes'])} classes")
+      info["summary"] = job.describe_data(prep.data)
     report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string(), con, cluster, strategy)
   except ValueError as e:
     fail(str(e))

@@ -25,7 +25,7 @@ LAYERS = (
     ("pipeline.stages",),
     ("pipeline.job", "pipeline.sweep_job"),
     ("pipeline.flags",),
-    ("pipeline.run", "pipeline.sweep", "pipeline.launch", "pipeline"),
+    ("pipeline.run", "pipeline.sweep", "pipeline.launch", "pipeline.api", "pipeline"),
 )
 # Peers in one layer that must not import each other.
 INDEPENDENT = (("pipeline.structured", "pipeline.unstructured"),)

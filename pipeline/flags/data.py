@@ -5,7 +5,6 @@ Defined here, read by pipeline/flags/__init__.py (`config_from_flags`) only.
 
 from absl import flags
 
-from pipeline import config as config_lib
 
 TITLE = 'Data: where the images come from'
 
@@ -26,23 +25,10 @@ IMAGE_SIZE = flags.DEFINE_string("image_size", "", "Resize every image to HEIGHT
 COLOR_MODE = flags.DEFINE_enum("color_mode", None, ["rgb", "grayscale"], "Read images as RGB or "
                                "grayscale (default: the dataset's own; a folder: rgb).")
 VALIDATION_SPLIT = flags.DEFINE_float("validation_split", 0.1, "Fraction of the training data "
-                                      "held out (stratified) to pick the best epoch.",
-                                      lower_bound=0.01, upper_bound=0.5)
+                                      "held out (stratified) to pick the best epoch.")
 MAX_TRAIN = flags.DEFINE_integer("max_train_examples", 0, "Use at most this many training "
-                                 "examples (0 = all); for quick runs.", lower_bound=0)
+                                 "examples (0 = all); for quick runs.")
 AUGMENT = flags.DEFINE_bool("augment", False, "Random horizontal flip, translation and zoom "
                             "(up to 10%) of training batches; never part of the exported model.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed for the training subset, validation split, "
                             "shuffling and initialisation (the test split is fixed).")
-
-
-def _valid_image_size(text: str) -> bool:
-  try:
-    config_lib.parse_image_size(text)
-  except ValueError:
-    return False
-  return True
-
-
-flags.register_validator("image_size", _valid_image_size,
-                         "must be two positive integers, height,width (e.g. 96,96)")

@@ -19,9 +19,7 @@ TEACHER_PATH = flags.DEFINE_string(
     "the same classes. Like the baseline it takes raw pixels (0..255) shaped like the data and "
     "ends in a softmax over the data's classes; the report gives its validation accuracy.")
 ALPHA = flags.DEFINE_float("distill_alpha", 0.5, "With --distill: weight of the teacher's "
-                           "term; 1 - alpha weighs the labels' cross-entropy.",
-                           lower_bound=0.0, upper_bound=1.0)
+                           "term; 1 - alpha weighs the labels' cross-entropy.")
 TEMPERATURE = flags.DEFINE_float("distill_temperature", 1.0, "With --distill: softmax "
                                  "temperature T of both outputs (higher: softer targets that "
-                                 "show more of the teacher's view of wrong classes).",
-                                 lower_bound=1e-3)
+                                 "show more of the teacher's view of wrong classes).")

@@ -17,7 +17,7 @@ RESTART = flags.DEFINE_bool("restart", False, "Start over: discard an interrupte
 BACKUP_EVERY_STEPS = flags.DEFINE_integer(
     "backup_every_steps", 0, "Back up training (tf_keras BackupAndRestore: weights, optimizer, "
     "pruning step) every N steps as well as every epoch, for epochs too long to lose; 0: every "
-    "epoch only.", lower_bound=0)
+    "epoch only.")
 STRATEGY = flags.DEFINE_enum(
     "strategy", "one_device", config_lib.STRATEGIES, "tf.distribute strategy for every "
     "training stage: one_device (this process, TensorFlow's default placement), mirrored (all "

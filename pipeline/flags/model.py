@@ -27,13 +27,10 @@ KERAS3_OUTPUT = flags.DEFINE_bool("keras3_output", False, "Also write the pruned
                                   "Keras 3 file.")
 TRUST_MODEL = flags.DEFINE_bool("trust_model", False, "Also load --baseline_path files that can "
                                 "run code when loaded: .h5, SavedModel, Lambda layers.")
-ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNet width multiplier (0.35 for small devices).",
-                           lower_bound=0.1, upper_bound=2.0)
+ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNet width multiplier (0.35 for small devices).")
 WEIGHTS = flags.DEFINE_string("weights", None, "A MobileNet backbone weights file without its "
                               "top (e.g. ImageNet's *_no_top.h5) to start from; the classifier "
                               "head is new. Default: random initialisation.")
-EPOCHS = flags.DEFINE_integer("epochs", 10, "Baseline training epochs.", lower_bound=1)
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size for training and fine-tuning.",
-                                  lower_bound=1)
-LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate for the baseline.",
-                        lower_bound=0.0)
+EPOCHS = flags.DEFINE_integer("epochs", 10, "Baseline training epochs.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size for training and fine-tuning.")
+LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate for the baseline.")

@@ -19,9 +19,9 @@ LAYER_RATES = flags.DEFINE_string(
 MAX_DROP = flags.DEFINE_float(
     "max_accuracy_drop", None, "An accuracy budget in points on the validation split: after "
     "pruning to --pruning_rate, halve the weights left step by step (90% -> 95% -> 97.5%), "
-    "each step a short fine-tune, and keep the last model within the budget.", lower_bound=0.0)
+    "each step a short fine-tune, and keep the last model within the budget.")
 BUDGET_EPOCHS = flags.DEFINE_integer("budget_epochs", 2, "Fine-tuning epochs per "
-                                     "--max_accuracy_drop step.", lower_bound=1)
+                                     "--max_accuracy_drop step.")
 TARGET = flags.DEFINE_float(
     "target_speedup", 0.0, "Choose the structured rates per channel group to make the float32 "
     "export this many times faster than the dense one (e.g. 3), from a latency table timed "
@@ -31,7 +31,3 @@ LATENCY_TABLE = flags.DEFINE_string(
     "latency_table", "", "--target_speedup: a latency_table.json to use instead of timing one "
     "here (e.g. a run's table with its ms replaced by a phone's timings of the files in that "
     "run's latency_table/).")
-
-
-flags.register_validator("target_speedup", lambda r: r == 0.0 or r > 1.0,
-                         "must be 0 (off) or above 1: how many times faster than the dense file")

@@ -21,15 +21,13 @@ S_SCOPE = flags.DEFINE_enum("structured_scope", "per_layer", config_lib.STRUCTUR
                             "per_layer: the same fraction from every layer; global: one "
                             "threshold over normalised scores, so robust layers lose more.")
 S_STEPS = flags.DEFINE_integer("structured_steps", 1, "Remove channels in this many steps, "
-                               "fine-tuning between them.", lower_bound=1)
-MIN_CHANNELS = flags.DEFINE_integer("min_channels", 4, "No layer keeps fewer channels.",
-                                    lower_bound=1)
+                               "fine-tuning between them.")
+MIN_CHANNELS = flags.DEFINE_integer("min_channels", 4, "No layer keeps fewer channels.")
 MULTIPLE = flags.DEFINE_integer(
     "channel_multiple", 8, "Round the channels each pruned layer keeps to the nearest multiple "
     "of this; layers this narrow or narrower stay whole. XNNPACK's float kernels work in SIMD "
     "tiles of channels (8 floats on AVX2, 16 on AVX-512, 4-8 on ARM64) and a partial tile costs "
-    "about a full one. 1: off.",
-    lower_bound=1)
+    "about a full one. 1: off.")
 S_SKIP = flags.DEFINE_string("structured_skip_layers", "", "Regex of layer names left whole "
                              "(the classifier always is).")
 S_FOLD = flags.DEFINE_enum(
@@ -43,19 +41,6 @@ BLOCKS = flags.DEFINE_integer(
     "remove_blocks", 0, "Remove this many whole blocks first, those whose removal raises the "
     "validation loss least: residual blocks with an identity skip (exact: the block becomes "
     "its input), or in Sequential models layers whose output has their input's shape; then "
-    "fine-tune (--fine_tune_epochs).", lower_bound=0)
+    "fine-tune (--fine_tune_epochs).")
 CALIBRATION = flags.DEFINE_integer("calibration_examples", 512, "Training images used by the "
-                                   "activation-based criteria.", lower_bound=1)
-
-
-def _valid_regex(pattern: str) -> bool:
-  try:
-    re.compile(pattern)
-    return True
-  except re.error:
-    return False
-
-
-flags.register_validator("structured_rate", lambda r: 0.0 <= r < 1.0,
-                         "must be in [0, 1): the fraction of filters and units removed")
-flags.register_validator("structured_skip_layers", _valid_regex, "must be a valid regex")
+                                   "activation-based criteria.")

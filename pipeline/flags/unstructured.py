@@ -15,9 +15,9 @@ PRUNE = flags.DEFINE_bool("prune", False, "Prune the baseline with TF-MOT and fi
 PRUNING_RATE = flags.DEFINE_float("pruning_rate", 0.5, "Final fraction of weights removed from "
                                   "each pruned layer, 0 <= rate < 1.")
 FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
-                                 "pruning (0: none, with --schedule=one_shot).", lower_bound=0)
+                                 "pruning (0: none, with --schedule=one_shot).")
 FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
-                           "fine-tuning.", lower_bound=0.0)
+                           "fine-tuning.")
 SCHEDULE = flags.DEFINE_enum(
     "schedule", "polynomial", config_lib.SCHEDULES, "polynomial: TF-MOT's PolynomialDecay, "
     "sparsity rising over two thirds of fine-tuning; constant: TF-MOT's ConstantSparsity; "
@@ -35,14 +35,14 @@ SCOPE = flags.DEFINE_enum("pruning_scope", "inner", config_lib.PRUNING_SCOPES,
 INITIAL_SPARSITY = flags.DEFINE_float("initial_sparsity", 0.0, "Sparsity at the first pruning "
                                       "step of the PolynomialDecay schedule.")
 BEGIN_STEP = flags.DEFINE_integer("pruning_begin_step", None, "Fine-tuning step at which "
-                                  "pruning starts (default 0).", lower_bound=0)
+                                  "pruning starts (default 0).")
 END_STEP = flags.DEFINE_integer("pruning_end_step", None, "Step at which the final sparsity is "
                                 "reached (default: after two thirds of the fine-tune epochs, "
-                                "derived from data size and batch size).", lower_bound=0)
+                                "derived from data size and batch size).")
 FREQUENCY = flags.DEFINE_integer("pruning_frequency", None, "Update the masks every this many "
-                                 "steps (default: a quarter epoch, at most 100).", lower_bound=1)
+                                 "steps (default: a quarter epoch, at most 100).")
 ROUNDS = flags.DEFINE_integer("iterative_rounds", 3, "--schedule=iterative: rounds, each "
-                              "keeping the same fraction of what is left.", lower_bound=1)
+                              "keeping the same fraction of what is left.")
 M_BY_N = flags.DEFINE_string(
     "sparsity_m_by_n", "", "M,N: TF-MOT's pattern of at least M zeros in every N consecutive "
     "input weights (e.g. 2,4; the rate is then M/N), checked in the exported float32 file.")
@@ -53,17 +53,3 @@ POLICY = flags.DEFINE_enum(
     "pruning_policy", "", ["", "xnnpack"], "xnnpack: TF-MOT's PruneForLatencyOnXNNPack, which "
     "prunes only the 1x1 convolutions of a graph XNNPACK's sparse inference takes (phones' ARM "
     "cores; --model=sparse_mobilenet qualifies); refused for a graph that does not.")
-
-
-flags.register_validator("pruning_rate", lambda r: 0.0 <= r < 1.0,
-                         "must be in [0, 1): the fraction of weights removed")
-flags.register_validator("initial_sparsity", lambda r: 0.0 <= r < 1.0, "must be in [0, 1)")
-flags.register_multi_flags_validator(
-    ["initial_sparsity", "pruning_rate"],
-    lambda f: f["initial_sparsity"] <= f["pruning_rate"],
-    "--initial_sparsity must not exceed --pruning_rate")
-flags.register_multi_flags_validator(
-    ["pruning_begin_step", "pruning_end_step"],
-    lambda f: None in (f["pruning_begin_step"], f["pruning_end_step"]) or
-    f["pruning_begin_step"] <= f["pruning_end_step"],
-    "--pruning_begin_step must not exceed --pruning_end_step")

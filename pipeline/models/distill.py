@@ -8,9 +8,11 @@ a teacher's softened outputs guide every fine-tuning of a pruned model (--distil
 distillation example: the student's layers (TF-MOT's pruning wrappers included) train as they
 are, and TF-MOT's UpdatePruningStep finds them through the wrapper (it walks nested models).
 Its loss is averaged over the global batch (`tf.nn.compute_average_loss`), so it trains the
-same under a tf.distribute strategy. The models here end in a softmax; their logits are taken
-as log(probabilities), which differ from the pre-softmax values by a constant per example and
-so give the same softened distributions.
+same under a tf.distribute strategy. Each model's logits are read in its own head's terms
+(pipeline/models/heads.py): a softmax's as log(probabilities), which differ from the
+pre-softmax values by a constant per example and so give the same softened distributions; raw
+logits as they are; a one-unit head's as the two-class logits [0, z]. So a softmax teacher
+can teach a logit student, and a two-unit softmax a one-unit binary head.
 
 Teacher outputs cost one forward pass per batch. Where the training split is not augmented
 and its outputs are small (`PRECOMPUTE_BYTES`), they are computed once and streamed with the
@@ -25,8 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from export import verify as verify_lib
+from export.head import Head
 from pipeline import data as data_lib
 from pipeline.config import FlagError
+from pipeline.models import heads
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -45,6 +49,7 @@ class Teacher:
   train_logits: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
   why: str = ""  # Why the outputs are (not) precomputed.
   val_accuracy: float = float("nan")  # The teacher's, on the validation split.
+  head: Head = Head()  # What the teacher outputs; its logits are read accordingly.
 
   def settings(self) -> dict:
     """What defines a distilled fit (part of its backup's fingerprint)."""
@@ -54,18 +59,16 @@ class Teacher:
     return dict(self.settings(), teacher_outputs=self.why, val_accuracy=self.val_accuracy)
 
 
-def logits(probabilities):
-  """Logits of softmax outputs, up to a constant per example."""
-  return tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), _TINY))
-
-
-def loss_parts(labels, student_probs, teacher_logits, alpha: float, temperature: float):
-  """Per-example (total, T^2 * KL, cross-entropy) of the distillation loss."""
+def loss_parts(labels, student_outputs, teacher_logits, alpha: float, temperature: float,
+               head: Head):
+  """Per-example (total, T^2 * KL, cross-entropy) of the distillation loss; `head` is the
+  student's, `teacher_logits` the teacher's class logits (heads.logits)."""
   t = float(temperature)
   soft_teacher = tf.nn.softmax(teacher_logits / t)
+  student_logits = heads.logits(head, student_outputs)
   kl = tf.reduce_sum(soft_teacher * (tf.math.log(tf.maximum(soft_teacher, _TINY))
-                                     - tf.nn.log_softmax(logits(student_probs) / t)), axis=-1)
-  ce = keras.losses.sparse_categorical_crossentropy(labels, student_probs)
+                                     - tf.nn.log_softmax(student_logits / t)), axis=-1)
+  ce = heads.per_example_loss(head, labels, student_outputs)
   kd = t * t * kl
   return alpha * kd + (1.0 - alpha) * ce, kd, ce
 
@@ -81,10 +84,11 @@ class Distiller(keras.Model):
     # Not tracked: its weights stay out of the fit's backups and kept epochs (not trained).
     self.__dict__["teacher"] = None if teacher.train_logits is not None else teacher.model
     self.alpha, self.temperature = float(teacher.alpha), float(teacher.temperature)
+    self.head, self.teacher_head = heads.read(student), teacher.head
     self.loss_mean = keras.metrics.Mean("loss")
     self.distill_mean = keras.metrics.Mean("distill_loss")  # T^2 * KL, before alpha.
     self.student_mean = keras.metrics.Mean("student_loss")  # Cross-entropy, before 1 - alpha.
-    self.accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+    self.accuracy = heads.accuracy_metric(self.head)
     self.built = True  # Its only weights are the student's, already built.
 
   @property
@@ -99,10 +103,11 @@ class Distiller(keras.Model):
     if self.teacher is None:
       y, teacher_logits = y
     else:
-      teacher_logits = logits(self.teacher(x, training=False))
+      teacher_logits = heads.logits(self.teacher_head, self.teacher(x, training=False))
     with tf.GradientTape() as tape:
-      probs = self.student(x, training=True)
-      total, kd, ce = loss_parts(y, probs, teacher_logits, self.alpha, self.temperature)
+      out = self.student(x, training=True)
+      total, kd, ce = loss_parts(y, out, teacher_logits, self.alpha, self.temperature,
+                                 self.head)
       loss = tf.nn.compute_average_loss(total)
       if self.student.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
@@ -110,14 +115,17 @@ class Distiller(keras.Model):
     for metric, value in ((self.loss_mean, total), (self.distill_mean, kd),
                           (self.student_mean, ce)):
       metric.update_state(value)
-    self.accuracy.update_state(y, probs)
+    self._accuracy(y, out)
     return {m.name: m.result() for m in self.metrics}
+
+  def _accuracy(self, y, out):
+    self.accuracy.update_state(heads.accuracy_labels(self.head, y, out), out)
 
   def test_step(self, data):
     x, y = data
-    probs = self.student(x, training=False)
-    self.student_mean.update_state(keras.losses.sparse_categorical_crossentropy(y, probs))
-    self.accuracy.update_state(y, probs)
+    out = self.student(x, training=False)
+    self.student_mean.update_state(heads.per_example_loss(self.head, y, out))
+    self._accuracy(y, out)
     return {"loss": self.student_mean.result(), "accuracy": self.accuracy.result()}
 
 
@@ -126,8 +134,9 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
   """The Teacher for fine-tuning on `data`: its training-split logits precomputed where the
   batches are not augmented (an augmented image needs its own teacher pass) and they fit
   PRECOMPUTE_BYTES."""
-  size, train_logits = len(data.train) * data.num_classes * 4, None
-  val = verify_lib.top1_accuracy(data_lib.predict(model, data.validation), data.validation.labels)
+  size, train_logits, head = len(data.train) * data.num_classes * 4, None, heads.read(model)
+  val = verify_lib.top1_accuracy(data_lib.predict(model, data.validation),
+                                 data.validation.labels, head)
   logging.info("Distillation: the teacher (%s) has %.2f%% validation accuracy.", source, 100 * val)
   if augment:
     why = "one teacher pass per batch (--augment: each batch's images are new)"
@@ -138,20 +147,28 @@ def make_teacher(model: keras.Model, data: data_lib.Dataset, *, alpha: float,
     why = (f"one teacher pass per batch ({size / 2**20:.0f} MiB of logits for the training "
            f"split, more than {PRECOMPUTE_BYTES >> 20} MiB)")
   else:
-    train_logits = logits(data_lib.predict(model, data.train)).numpy()
+    train_logits = heads.logits(head, data_lib.predict(model, data.train)).numpy()
     why = f"computed once for the {len(data.train):,} training images, streamed with the batches"
   logging.info("Distillation: teacher outputs %s.", why)
-  return Teacher(model, alpha, temperature, source, train_logits, why, val)
+  return Teacher(model, alpha, temperature, source, train_logits, why, val, head)
 
 
-def check_outputs(model: keras.Model, images: np.ndarray, path: str) -> None:
-  """Raises FlagError naming --teacher_path unless `model` outputs probabilities (rows of
-  non-negative numbers summing to 1), as a model ending in a softmax does."""
-  p = np.asarray(model.predict(images, verbose=0), np.float64)
-  if p.min() < -1e-6 or not np.allclose(p.sum(axis=-1), 1.0, atol=1e-3):
-    raise FlagError("teacher_path", path, "its outputs are not probabilities (rows summing to "
-                    f"1; got sums {p.sum(axis=-1).min():.3g}..{p.sum(axis=-1).max():.3g}): "
-                    "the teacher must end in a softmax, as the baseline does")
+def check_teacher(model: keras.Model, images: np.ndarray, path: str, num_classes: int) -> Head:
+  """The head of a --teacher_path model, checked: readable (softmax, logits, or one unit),
+  scoring the data's classes, its outputs on `images` what its layers say.
+
+  Raises:
+    FlagError: naming --teacher_path, with the reason.
+  """
+  try:
+    head = heads.read(model)
+  except heads.HeadError as e:
+    raise FlagError("teacher_path", path, str(e)) from None
+  why = heads.check_fits(head, num_classes) or heads.check_outputs(
+      head, model.predict(images, verbose=0))
+  if why:
+    raise FlagError("teacher_path", path, why)
+  return head
 
 
 def trainee(model: keras.Model, teacher: Optional[Teacher]) -> keras.Model:

@@ -80,6 +80,11 @@ def is_keras3_file(path: str) -> bool:
   return is_keras3(saved_version(path))
 
 
+def is_keras3_model(model) -> bool:
+  """True for a model object built with Keras 3 (`import keras`), not tf_keras."""
+  return type(model).__module__.split(".")[0] == "keras"
+
+
 def _outputs(model, images: np.ndarray) -> list:
   """Each output of `model` on `images` (in batches of 32), as numpy arrays."""
   with warnings.catch_warnings():  # Keras 3 warns when a model built on [input] gets a tensor.

@@ -17,6 +17,7 @@ import numpy as np
 import tf_keras as keras
 
 from pipeline.models import flatten as flatten_lib
+from pipeline.models import heads
 from pipeline.models import keras3 as keras3_lib
 from pipeline.models import sparsity
 
@@ -123,7 +124,8 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
   Args:
     path: the file or directory given as --baseline_path (or --`flag_name`).
     input_shape: if given, the model's input must have this shape (batch axis excluded).
-    num_classes: if given, the model must output this many classes.
+    num_classes: if given, the model must classify this many classes (a one-unit binary
+      head: two).
     trust: --trust_model: allow formats that can run code from the file.
     images: raw-pixel images to check a Keras 3 model's tf_keras copy on (a batch of the
       validation split); default: 16 images of uniform noise.
@@ -136,6 +138,17 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
       that does not fit the data (both shapes or class counts named).
   """
   flag = f"--{flag_name}={path}"
+  return adopt(open_file(path, trust, flag), flag, input_shape, num_classes, trust, images)
+
+
+def open_file(path: str, trust: bool = False, flag: Optional[str] = None):
+  """The model in a file as its own Keras saved it (a Keras 3 or a tf_keras model), loaded
+  without running code from it (see load); nothing is checked against the data yet.
+
+  Raises:
+    ValueError: as load, but for the fit to the data.
+  """
+  flag = flag or f"--baseline_path={path}"
   if not os.path.exists(path):
     raise ValueError(f"{flag}: no such file or directory")
   try:
@@ -144,27 +157,42 @@ def load(path: str, input_shape=None, num_classes=None, trust: bool = False,
     raise ValueError(f"{flag}: {e}") from None
   is_keras3 = keras3_lib.is_keras3(version)
   _refuse_unsafe(path, flag, trust, is_keras3)
-  agreement = None
   try:
     if is_keras3:
       import keras as keras3  # pylint: disable=g-import-not-at-top  (only for Keras 3 files)
-      model3 = _load_with(keras3.saving.load_model, path, trust)
-    else:
-      model = _load_with(keras.models.load_model, path, trust)
+      return _load_with(keras3.saving.load_model, path, trust)
+    return _load_with(keras.models.load_model, path, trust)
   except Exception as e:  # pylint: disable=broad-except  (any loader failure: one line)
     raise ValueError(f"{flag}: {_reason(e)}") from None
-  if is_keras3:
-    _check_fits(model3, flag, input_shape, num_classes)
+
+
+def adopt(model, flag: str, input_shape=None, num_classes=None, trust: bool = False,
+          images: Optional[np.ndarray] = None) -> Loaded:
+  """A user's model object (Keras 3 or tf_keras) made ready for the pipeline: a Keras 3 model
+  rebuilt in tf_keras and checked on `images`, nested models inlined, checked against the
+  data's image shape and classes. A Keras 3 model is left as it was; a tf_keras one is used
+  as it is (inlining builds a new graph of the same layers).
+
+  Args:
+    model: the model.
+    flag: how errors name it ("--baseline_path=m.keras", or "model" in the Python API).
+    input_shape, num_classes, trust, images: as load.
+
+  Raises:
+    ValueError: one line beginning with `flag` (see load).
+  """
+  agreement = None
+  if keras3_lib.is_keras3_model(model):
+    _check_fits(model, flag, input_shape, num_classes)
     if images is None:
-      images = np.random.default_rng(0).uniform(0, 255, (16,) + tuple(model3.input_shape[1:]))
+      images = np.random.default_rng(0).uniform(0, 255, (16,) + tuple(model.input_shape[1:]))
     try:
-      model, agreement = keras3_lib.to_tf_keras(model3, np.asarray(images, np.float32))
+      model, agreement = keras3_lib.to_tf_keras(model, np.asarray(images, np.float32))
     except ValueError as e:  # Untranslatable, Disagreement.
       raise ValueError(f"{flag}: Keras 3 model: {e}") from None
-    logging.info("Keras 3 model (Keras %s) translated to tf_keras: %s.", version,
-                 agreement.describe())
-  if not isinstance(model, keras.Model):
-    raise ValueError(f"{flag}: not a Keras model (loaded {type(model).__name__})")
+    logging.info("Keras 3 model translated to tf_keras: %s.", agreement.describe())
+  elif not isinstance(model, keras.Model):
+    raise ValueError(f"{flag}: not a Keras model (got {type(model).__name__})")
   if trust:
     # The user trusts this file: the structured surgery and TF-MOT rebuild the model from
     # its config, which re-creates its Lambda layers; tf_keras refuses that in safe mode.
@@ -225,14 +253,28 @@ def _inline_nested(model: keras.Model, flag: str) -> keras.Model:
   return model
 
 
+def head_of(model, flag: str):
+  """The model's head (pipeline/models/heads.py).
+
+  Raises:
+    ValueError: `flag`: why it is not one single-label classifier (the layer named).
+  """
+  try:
+    return heads.read(model)
+  except heads.HeadError as e:
+    raise ValueError(f"{flag}: {e}") from None
+
+
 def _check_fits(model, flag: str, input_shape, num_classes) -> None:
-  """The model takes the data's images and outputs its classes (either Keras)."""
+  """The model has a classifier head (pipeline/models/heads.py) for the data's classes and
+  takes its images (either Keras)."""
+  head = head_of(model, flag)
   have = tuple(model.input_shape[1:])
   if input_shape is not None and have != tuple(input_shape):
     hint = ("; set --image_size/--color_mode to match" if len(have) == 3 and
             None not in have else "")
     raise ValueError(f"{flag}: the model takes images shaped {have}, the data's are "
                      f"{tuple(input_shape)}{hint}")
-  if num_classes is not None and model.output_shape[-1] != num_classes:
-    raise ValueError(f"{flag}: the model outputs {model.output_shape[-1]} classes, the data "
-                     f"has {num_classes}")
+  why = heads.check_fits(head, num_classes) if num_classes is not None else None
+  if why:
+    raise ValueError(f"{flag}: {why}")

@@ -21,6 +21,7 @@ from pipeline.data import augment as augment_lib
 from pipeline import data as data_lib
 from pipeline.config import Config
 from pipeline.models import distill as distill_lib
+from pipeline.models import heads
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -175,11 +176,14 @@ def remove_backups(root: str) -> None:
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
+  """Adam, and the loss and accuracy of the model's own head (pipeline/models/heads.py): a
+  logit head trains from logits, a one-unit head on binary cross-entropy."""
   if isinstance(model, distill_lib.Distiller):  # Its train_step holds the loss and metrics.
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+  head = heads.read(model)
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=heads.loss(head),
+                metrics=[heads.accuracy_metric(head)])
 
 
 def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: int,
@@ -244,19 +248,20 @@ def fine_tune(model: keras.Model, data: data_lib.Dataset, cfg: Config, log_dir: 
 
 
 def evaluate(model: keras.Model, split: data_lib.Split) -> float:
-  """Top-1 accuracy of `model` over every image of `split`."""
-  return verify_lib.top1_accuracy(data_lib.predict(model, split), split.labels)
+  """Top-1 accuracy of `model` over every image of `split` (as its head reads a class)."""
+  return verify_lib.top1_accuracy(data_lib.predict(model, split), split.labels,
+                                  heads.read(model))
 
 
 def accuracy_on(model, x: np.ndarray, y: np.ndarray) -> float:
   """Top-1 accuracy of `model` on images `x` with labels `y` held in memory."""
-  return verify_lib.top1_accuracy(model.predict(x, batch_size=256, verbose=0), y)
+  return verify_lib.top1_accuracy(model.predict(x, batch_size=256, verbose=0), y,
+                                  heads.read(model))
 
 
 def cross_entropy(model, x: np.ndarray, y: np.ndarray) -> float:
-  """Mean validation cross-entropy (the models here end in a softmax, as training assumes)."""
-  p = np.clip(model.predict(x, batch_size=256, verbose=0), 1e-7, 1.0)
-  return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+  """Mean cross-entropy of `model` on images `x` with labels `y`, in its head's terms."""
+  return heads.cross_entropy(heads.read(model), model.predict(x, batch_size=256, verbose=0), y)
 
 
 def train_baseline(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,

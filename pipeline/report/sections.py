@@ -139,6 +139,16 @@ def keras3_lines(translated_in: Optional[dict], written: Optional[dict]) -> List
   return lines + [""] if lines else []
 
 
+def head_lines(head: Optional[dict]) -> List[str]:
+  """What the model outputs and how it was trained and scored (pipeline/models/heads.py), and
+  what its outputs on validation images said against that, if anything."""
+  if not head:
+    return []
+  check = f" WARNING: {head['check']}." if head.get("check") else ""
+  return [f"Head: {head['describe']}; exported files keep it, and accuracy reads a class from "
+          f"it as the model does.{check}"]
+
+
 def arm_lines(section: Optional[dict], exports: Sequence[dict]) -> List[str]:
   """The report's ARM table (empty without --arm_check)."""
   if not section:
@@ -196,13 +206,29 @@ def distill_lines(p: dict) -> List[str]:
           "cross-entropy on validation images, as without --distill."]
 
 
+def _x86_candidates(report: dict) -> List[recommend.Candidate]:
+  return [recommend.Candidate(e["name"], e["accuracy_change"], e.get("speedup"),
+                              e["gzip_ratio"], e["gate"] == "ok") for e in report["exports"]]
+
+
+def ship_choice(report: dict):
+  """(fastest, smallest) file names on this CPU within the accuracy budget (None where no
+  file other than the reference qualifies), as ship_lines words them."""
+  ref = report["benchmark"]["reference"]
+  drop = report["config"].get("max_accuracy_drop")
+  fastest, smallest = recommend.choose(
+      [c for c in _x86_candidates(report) if c.name != ref],
+      recommend.DEFAULT_MAX_DROP if drop is None else drop)
+  return (fastest.name if fastest and fastest.speedup > 1 else None,
+          smallest.name if smallest else None)
+
+
 def ship_lines(report: dict, near_chance: bool = False) -> List[str]:
   """Which file to ship on each target this run measured: this CPU, and emulated ARM where
   --arm_check ran (export/recommend.py); with a caveat when the baseline is near chance."""
   cfg, bench = report["config"], report["benchmark"]
   ref, drop = bench["reference"], cfg.get("max_accuracy_drop")
-  x86 = [recommend.Candidate(e["name"], e["accuracy_change"], e.get("speedup"),
-                             e["gzip_ratio"], e["gate"] == "ok") for e in report["exports"]]
+  x86 = _x86_candidates(report)
   out = [""] + recommend.lines(x86, f"on this CPU ({bench.get('cpu_description', '?')})", ref,
                                drop)
   arm = report.get("arm")

@@ -23,7 +23,7 @@ def stage(cfg: Config, data: data_lib.Dataset, loaded, fresh, wd: str,
   with con.stage("baseline", seconds) as info:
     if loaded is not None:
       model, fit = loaded, None
-      info["summary"] = f"loaded {cfg.baseline_path}"
+      info["summary"] = f"loaded {cfg.baseline_path or 'the model given'}"
     else:
       model = fresh
       fit = train_lib.train_baseline(model, data, cfg, wd, [console_lib.epoch_bar(con, "baseline")])
@@ -33,17 +33,20 @@ def stage(cfg: Config, data: data_lib.Dataset, loaded, fresh, wd: str,
 
 
 def row(model, fit: Optional[train_lib.FitResult], outputs: np.ndarray,
-        data: data_lib.Dataset, keras3: Optional[object]) -> dict:
+        data: data_lib.Dataset, prep) -> dict:
   """The report's baseline row: test accuracy (from `outputs` on the test split), the epoch
-  kept, sparsity, parameters, MACs, and how a Keras 3 model was carried over."""
+  kept, sparsity, parameters, MACs, what its head outputs and how it trains, and how a Keras 3
+  model was carried over (`prep`: job.Prepared)."""
   r = {
-      "test_accuracy": verify_lib.top1_accuracy(outputs, data.test.labels),
+      "test_accuracy": verify_lib.top1_accuracy(outputs, data.test.labels, prep.head),
       "path": "baseline.keras",
       "best_epoch": fit.best_epoch if fit else None,
       "val_accuracy": fit.best_val_accuracy if fit else None,
       "model_sparsity": sparsity_lib.summarize(model, [])["model_sparsity"],
       "params": int(model.count_params()), "macs": macs_lib.count(model),
-      "keras3": dataclasses.asdict(keras3) if keras3 else None,
+      "keras3": dataclasses.asdict(prep.keras3) if prep.keras3 else None,
+      "head": dict(prep.head.to_json(), describe=prep.head.describe(data.class_names),
+                   check=prep.head_check),
   }
   logging.info("Baseline test accuracy: %.4f", r["test_accuracy"])
   return r

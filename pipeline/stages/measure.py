@@ -10,6 +10,7 @@ from export import cpu as cpu_lib
 from export import gates
 from export import graph as graph_lib
 from export import formats
+from export.head import Head
 from export import tflite as tflite_lib
 from export import timing as timing_lib
 from export import verify as verify_lib
@@ -38,8 +39,8 @@ def representative(data: data_lib.Dataset, seed: int = 0) -> np.ndarray:
 
 def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence[str], bool]],
                        outputs: Dict[str, np.ndarray], pruned_layers: Dict[str, List[str]],
-                       data: data_lib.Dataset, out_dir: str, *, int8_io: bool, runs: int,
-                       warmup_runs: int, bounds: gates.Bounds = gates.Bounds(),
+                       data: data_lib.Dataset, out_dir: str, *, head: Head, int8_io: bool,
+                       runs: int, warmup_runs: int, bounds: gates.Bounds = gates.Bounds(),
                        console: Optional[console_lib.Console] = None,
                        seconds: Optional[dict] = None) -> List[rows_lib.ExportRow]:
   """Exports every model per `plan`, gates each file and times them all in one process.
@@ -52,6 +53,7 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
     pruned_layers: {model name: layers that were pruned}; a row's sparsity is counted over
       these (over every layer for a model not listed).
     data: the dataset (test split for accuracy, training split for int8 calibration).
+    head: what the models output (export/head.py); every file keeps it.
     out_dir: where the .tflite files go.
     int8_io: uint8 inputs/outputs for the int8 format.
     runs, warmup_runs: timed and untimed invokes per file (1 thread, XNNPACK with fallback).
@@ -71,7 +73,7 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
                                          write=workdir_lib.atomic_write)
     info["summary"] = f"{len(exports)} .tflite files"
   with con.stage("verify", seconds) as info:
-    rows = _verify(exports, models, outputs, pruned_layers, data, bounds)
+    rows = _verify(exports, models, outputs, pruned_layers, data, bounds, head)
     failed = [r.name for r in rows if r.gate != "ok"]
     info["summary"] = (f"{len(rows) - len(failed)}/{len(rows)} files within their bounds on "
                        f"{len(data.test):,} test images"
@@ -84,13 +86,14 @@ def export_and_measure(models: Dict[str, object], plan: Dict[str, Tuple[Sequence
   return rows
 
 
-def _verify(exports, models, outputs, pruned_layers, data, bounds) -> List[rows_lib.ExportRow]:
+def _verify(exports, models, outputs, pruned_layers, data, bounds,
+            head: Head) -> List[rows_lib.ExportRow]:
   """A row per file with its accuracy against Keras, its stored graph and its gate."""
   with console_lib.native_output_to_log("LiteRT"):
     checks = verify_lib.verify(exports, outputs, lambda: data_lib.image_batches(data.test),
-                               data.test.labels)
+                               data.test.labels, head)
   kernels = {name: sparsity_lib.kernels(m) for name, m in models.items()}
-  keras_acc = {n: verify_lib.top1_accuracy(o, data.test.labels) for n, o in outputs.items()}
+  keras_acc = {n: verify_lib.top1_accuracy(o, data.test.labels, head) for n, o in outputs.items()}
   has_avx = cpu_lib.read().has("AVX")
   rows = []
   for e, v in zip(exports, checks):
@@ -107,7 +110,7 @@ def _verify(exports, models, outputs, pruned_layers, data, bounds) -> List[rows_
         layer_sparsity=g.layer_sparsity(), macs=g.macs, effective_macs=g.effective_macs,
         sparse_kernel_blockers=graph_lib.sparse_inference_blockers(g, has_avx))
     for reason in (gates.check(e.format, v.test_accuracy, keras_acc[e.model], v.top1_agreement,
-                               v.max_abs_diff, bounds), stored):
+                               v.max_abs_diff, bounds, v.output_scale), stored):
       if reason:
         row.fail(reason)
     if row.gate != "ok":

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import data as data_lib
+from pipeline.models import heads
 from pipeline.models import macs as macs_lib
 from pipeline.models import sparsity
 from pipeline.structured import rounding
@@ -94,12 +95,12 @@ def _activation_stats(a: surgery.Analysis, criterion: str, names, x: np.ndarray,
   # a.model's input does not reach ("Graph disconnected").
   probe = keras.Model(a.model.inputs, [a.model.get_layer(n).get_output_at(-1) for n in names]
                       + [a.model.output])
-  loss_fn = keras.losses.SparseCategoricalCrossentropy()
+  head = heads.read(a.model)  # Taylor's gradient: of the head's own loss.
   stats = {}
   for start in range(0, len(x), 128):
     with tf.GradientTape() as tape:
       outs = probe(x[start:start + 128], training=False)
-      loss = loss_fn(y[start:start + 128], outs[-1])
+      loss = heads.mean_loss(head, y[start:start + 128], outs[-1])
     g = tape.gradient(loss, outs[:-1]) if criterion == "taylor" else [None] * len(names)
     for n, o, gr in zip(names, outs[:-1], g):
       o = o.numpy().reshape(o.shape[0], -1, o.shape[-1])

@@ -23,11 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import config as config_lib
+from pipeline.models import heads
 from pipeline.models import sparsity
 from pipeline.unstructured import obs as obs_lib
 from pipeline.config import FlagError
 
-import tf_keras as keras  # pylint: disable=g-bad-import-order
 
 CRITERIA = config_lib.PRUNING_CRITERIA  # --pruning_criterion's choices.
 FISHER_BATCH = 16  # Small batches: the mean of squared batch gradients nears the per-example one.
@@ -40,13 +40,15 @@ def kept_count(size: int, rate: float) -> int:
 
 def _gradients(model, names: List[str], x: np.ndarray, y: np.ndarray, batch: int,
                square: bool) -> Dict[str, np.ndarray]:
-  """Per layer: the sum over batches of dL/dw (squared, with `square`), as numpy."""
-  loss_fn = keras.losses.SparseCategoricalCrossentropy()
+  """Per layer: the sum over batches of dL/dw (squared, with `square`), as numpy; L is the
+  mean cross-entropy of the model's own head (softmax, logits or one unit)."""
+  head = heads.read(model)
   weights = [sparsity.pruned_weight(model.get_layer(n)) for n in names]
   out = {n: np.zeros(w.shape, np.float64) for n, w in zip(names, weights)}
   for start in range(0, len(x), batch):
     with tf.GradientTape() as tape:
-      loss = loss_fn(y[start:start + batch], model(x[start:start + batch], training=False))
+      loss = heads.mean_loss(head, y[start:start + batch],
+                             model(x[start:start + batch], training=False))
     for n, g in zip(names, tape.gradient(loss, weights)):
       g = g.numpy().astype(np.float64)
       out[n] += g ** 2 if square else g

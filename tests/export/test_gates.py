@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import damage_int8_scales, first
-from export import gates, tflite, verify
+from export import gates, head, tflite, verify
 from pipeline import data
 
 
@@ -47,7 +47,7 @@ def test_a_damaged_int8_file_fails_its_gate_and_the_intact_one_passes(trained_cn
   keras_out = trained_cnn.predict(x, verbose=0)
   keras_acc = float(np.mean(np.argmax(keras_out, -1) == mnist_small.test.labels))
   intact, damaged = verify.verify(exports, {"m": keras_out}, lambda: [x],
-                                  mnist_small.test.labels)
+                                  mnist_small.test.labels, head.SOFTMAX)
   assert gates.check("int8", intact.test_accuracy, keras_acc, intact.top1_agreement, None) is None
   reason = gates.check("int8", damaged.test_accuracy, keras_acc, damaged.top1_agreement, None)
   assert reason is not None and reason.startswith("test accuracy ")

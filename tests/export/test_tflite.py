@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import first
-from export import gates, litert, tflite, verify
+from export import gates, head, litert, tflite, verify
 from pipeline import data
 from pipeline.stages import measure
 
@@ -68,7 +68,7 @@ def test_export_tflite_names_and_verification(trained_cnn, pruned_cnn, mnist_sma
                                        "pruned_int8_sparse"]
   x = first(mnist_small.test)
   outs = {"baseline": trained_cnn.predict(x, verbose=0), "pruned": pruned_cnn.predict(x, verbose=0)}
-  checks = verify.verify(exports, outs, lambda: [x], mnist_small.test.labels)
+  checks = verify.verify(exports, outs, lambda: [x], mnist_small.test.labels, head.SOFTMAX)
   for e, v in zip(exports, checks):
     keras_acc = np.mean(np.argmax(outs[e.model], -1) == mnist_small.test.labels)
     assert abs(v.test_accuracy - keras_acc) < 0.02, e.name
@@ -84,7 +84,8 @@ def test_gate_rejects_a_float32_file_that_does_not_match(trained_cnn, pruned_cnn
   export = tflite.Export("pruned_float32", path, "pruned", "float32", False)
   x = first(mnist_small.test, 100)
   wrong = {"pruned": trained_cnn.predict(x, verbose=0)}  # Another model's outputs.
-  v, = verify.verify([export], wrong, lambda: [x], mnist_small.test.labels[:100])
+  v, = verify.verify([export], wrong, lambda: [x], mnist_small.test.labels[:100],
+                       head.SOFTMAX)
   reason = gates.check("float32", v.test_accuracy, v.test_accuracy, v.top1_agreement,
                        v.max_abs_diff)
   assert reason is not None and "outputs differ from Keras by up to " in reason

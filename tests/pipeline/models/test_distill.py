@@ -140,9 +140,15 @@ def test_a_keras3_model_teaches_as_teacher_path(tmp_path, mnist_small):
       np.concatenate(list(data_lib.image_batches(mnist_small.train)))[:16], verbose=0),
                              atol=1e-5)
   logits_model = keras.Sequential([keras.Input(mnist_small.input_shape), keras.layers.Flatten(),
-                                   keras.layers.Dense(10)])  # No softmax: raw logits.
-  with pytest.raises(ValueError, match=r"^--teacher_path=t.keras: its outputs are not prob"):
-    distill.check_outputs(logits_model, x, "t.keras")
-  distill.check_outputs(loaded.model, x, path)
+                                   keras.layers.Dense(10)])  # No softmax: raw logits, taken so.
+  assert distill.check_teacher(logits_model, x, "t.keras", 10).kind == "logits"
+  assert distill.check_teacher(loaded.model, x, path, 10).kind == "softmax"
+  relu = keras.Sequential([keras.Input(mnist_small.input_shape), keras.layers.Flatten(),
+                           keras.layers.Dense(10, activation="relu", name="scores")])
+  with pytest.raises(ValueError, match=r"^--teacher_path=t.keras: layer 'scores' ends in relu"):
+    distill.check_teacher(relu, x, "t.keras", 10)
+  with pytest.raises(ValueError, match=r"^--teacher_path=t.keras: the model outputs 10 classes, "
+                                       r"the data has 3"):
+    distill.check_teacher(logits_model, x, "t.keras", 3)
   with pytest.raises(ValueError, match=r"^--teacher_path=.*: .*"):
     safe_load.load(str(tmp_path / "missing.keras"), flag_name="teacher_path")

@@ -215,7 +215,8 @@ def test_refusals_name_the_layer_and_the_reason(tmp_path, keras3_cnn):
   assert "(keras.ops Mean) has no tf_keras layer" in _message(tmp_path / "op.keras")
 
   inp = keras.Input((28, 28, 1))
-  leaky = keras.Model(inp, L.Dense(10, activation="leaky_relu", name="d")(L.Flatten()(inp)))
+  leaky = keras.Model(inp, L.Dense(10)(L.Dense(8, activation="leaky_relu", name="d")(
+      L.Flatten()(inp))))
   leaky.save(tmp_path / "leaky.keras")
   assert "layer d (Dense): activation leaky_relu has no equivalent" in _message(
       tmp_path / "leaky.keras")
