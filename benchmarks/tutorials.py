@@ -11,12 +11,13 @@ linear head shows what the head costs, if anything:
   digits, with configs/mnist.flags (90% sparsity).
 - classification / classification_softmax: the images/classification tutorial's model
   (RandomFlip, RandomRotation and RandomZoom inside it, Rescaling, three Conv-MaxPool, Dropout,
-  Dense(128), a linear Dense(5)) on 5 x 200 generated 96x96 shapes, 50% sparsity.
+  Dense(128), a linear Dense(5)) on 5 x 200 generated 96x96 shapes, 50% sparsity, 12
+  fine-tuning epochs.
 - transfer_logit / transfer_sigmoid: the transfer_learning tutorial's model (augmentation,
   `mobilenet_v2.preprocess_input`, a MobileNetV2 base called with `training=False`, GAP,
   Dropout, `Dense(1)` linear with `BinaryCrossentropy(from_logits=True)`, or sigmoid) on 2 x 200
-  generated shapes; alpha 0.35 at 96x96 and `weights=None` (no ImageNet download here),
-  structured 30% + 50% sparsity.
+  generated shapes (circle, square); alpha 0.35 at 96x96, the base pre-trained on the 5-class
+  shapes in place of ImageNet's weights (no download here); structured 30% + 50% sparsity.
 Prints one Markdown table.
 """
 
@@ -64,10 +65,12 @@ def _train(model, loss, flags, epochs, batch_size):
 
 
 def _folder(out_dir, classes):
+  """200 generated images a class; the 2-class folder is drawn with another seed than the
+  5-class one the transfer base is pre-trained on, so no image of it was seen before."""
   from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
   root = os.path.join(out_dir, f"photos_{len(classes)}")
   if not os.path.isdir(root):
-    shapes.write_folder(root, classes=classes, per_class=200, size=SIZE, seed=0)
+    shapes.write_folder(root, classes=classes, per_class=200, size=SIZE, seed=len(classes))
   return root
 
 
@@ -107,13 +110,42 @@ def classification(out_dir, softmax):
   loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
   flags = dict(dataset="folder", data_dir=root, image_size=f"{SIZE},{SIZE}", color_mode="rgb")
   _train(model, loss, flags, 20, 32).save(path)
+  # Random flips, rotations and zooms inside the model slow fine-tuning down: 12 epochs.
   return FOLDER_FLAGS + [f"--data_dir={root}", f"--baseline_path={path}", "--prune",
-                         "--pruning_rate=0.5"]
+                         "--pruning_rate=0.5", "--fine_tune_epochs=12"]
+
+
+def _pretrained_base(out_dir):
+  """A MobileNetV2 base (alpha 0.35, 96x96) trained on the 5-class shapes, standing in for
+  the ImageNet weights the tutorial downloads (none can be downloaded here): a base called
+  with training=False keeps its BatchNorm statistics, so it has to come trained."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from pipeline.data import shapes  # pylint: disable=g-import-not-at-top
+  path = os.path.join(out_dir, "base.keras")
+  if os.path.exists(path):
+    return keras.saving.load_model(path)
+  root = _folder(out_dir, shapes.CLASSES[:5])
+  base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=0.35,
+                                        include_top=False, weights=None)
+  for layer in base.layers:  # BatchNorm momentum for a few hundred steps, not ImageNet's.
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.momentum = 0.9
+  inputs = keras.Input((SIZE, SIZE, 3))
+  x = base(keras.applications.mobilenet_v2.preprocess_input(inputs))
+  model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x)),
+                      name="pretraining")
+  flags = dict(dataset="folder", data_dir=root, image_size=f"{SIZE},{SIZE}", color_mode="rgb")
+  _train(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), flags, 20, 32)
+  base.save(path)
+  return base
 
 
 def transfer(out_dir, sigmoid):
-  """tensorflow.org/tutorials/images/transfer_learning's model (MobileNetV2 without ImageNet
-  weights, which cannot be downloaded here; alpha 0.35 at 96x96 to train in minutes)."""
+  """tensorflow.org/tutorials/images/transfer_learning's model: a pre-trained MobileNetV2
+  base (here trained on other classes of the same kind of images, see _pretrained_base;
+  alpha 0.35 at 96x96) called with training=False, augmentation and preprocess_input before
+  it, GAP, Dropout and Dense(1); the whole model then fine-tuned, as the tutorial's second
+  phase does."""
   import keras  # pylint: disable=g-import-not-at-top
   layers = keras.layers
   root = _folder(out_dir, ("circle", "square"))
@@ -121,16 +153,14 @@ def transfer(out_dir, sigmoid):
                                   name="data_augmentation")
   inputs = keras.Input((SIZE, SIZE, 3))
   x = keras.applications.mobilenet_v2.preprocess_input(augmentation(inputs))
-  base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=0.35,
-                                        include_top=False, weights=None)
-  x = layers.GlobalAveragePooling2D()(base(x, training=False))
+  x = layers.GlobalAveragePooling2D()(_pretrained_base(out_dir)(x, training=False))
   outputs = layers.Dense(1, activation="sigmoid" if sigmoid else None)(layers.Dropout(0.2)(x))
   name = f"transfer_{'sigmoid' if sigmoid else 'logit'}"
   model = keras.Model(inputs, outputs, name=name)
   path = os.path.join(out_dir, f"{name}.keras")
   loss = keras.losses.BinaryCrossentropy(from_logits=not sigmoid)
   flags = dict(dataset="folder", data_dir=root, image_size=f"{SIZE},{SIZE}", color_mode="rgb")
-  _train(model, loss, flags, 20, 32).save(path)
+  _train(model, loss, flags, 10, 32).save(path)
   return FOLDER_FLAGS + [f"--data_dir={root}", f"--baseline_path={path}",
                          "--structured_rate=0.3", "--prune", "--pruning_rate=0.5"]
 

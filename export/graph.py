@@ -6,7 +6,7 @@ so sparsity = 1 - non-zero stored values / dense size.
 """
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
@@ -64,15 +64,18 @@ class Graph:
     return {l.name: l.sparsity for l in self.layers}
 
 
-def _layer_name(tensor_name: str, known: Optional[set]) -> str:
-  """'small_cnn/conv2/Relu;small_cnn/conv2/BiasAdd' -> 'conv2' (the model's own layer name)."""
-  parts = [p for chunk in tensor_name.split(";") for p in chunk.split("/")]
+def _layer_name(tensor_names: Sequence[str], known: Optional[set]) -> str:
+  """'small_cnn/conv2/Relu;small_cnn/conv2/BiasAdd' -> 'conv2' (the model's own layer name),
+  from the first of `tensor_names` (the weights', then the bias', then the output's) that
+  carries a known one: a sparse-encoded last layer's weights are named after the model's
+  output ('StatefulPartitionedCall:01'), its bias still after the layer."""
   if known:
-    for p in parts:
-      if p in known:
-        return p
-  first = tensor_name.split(";")[0].split("/")
-  return first[1] if len(first) > 2 else tensor_name
+    for name in tensor_names:
+      for p in (p for chunk in name.split(";") for p in chunk.split("/")):
+        if p in known:
+          return p
+  first = tensor_names[0].split(";")[0].split("/")
+  return first[1] if len(first) > 2 else tensor_names[0]
 
 
 def read(path_or_bytes, layer_names=None) -> Graph:
@@ -127,12 +130,26 @@ def read(path_or_bytes, layer_names=None) -> Graph:
     else:  # FULLY_CONNECTED, weights [out, in]
       macs = int(np.prod(out_shape)) * w_shape[-1]
     opts = op.builtinOptions
-    layers.append(Layer(name, _layer_name(tensor.name.decode(), known), dense_size, zeros, sparse,
+    names = [tensor.name.decode()] + [graph.tensors[int(i)].name.decode() for i in
+                                      (list(op.inputs[2:]) + list(op.outputs)) if int(i) >= 0]
+    layers.append(Layer(name, _layer_name(names, known), dense_size, zeros, sparse,
                         np.dtype(dtype).name, macs, tuple(w_shape), scales or None,
                         None if sparse or values.size != dense_size else values,
                         (int(opts.strideH), int(opts.strideW)) if hasattr(opts, "strideH") else (),
                         {0: "SAME", 1: "VALID"}.get(getattr(opts, "padding", None), "")))
-  return Graph(layers, op_names)
+  return Graph(_named_by_position(layers, list(layer_names or [])), op_names)
+
+
+def _named_by_position(layers: List[Layer], names: List[str]) -> List[Layer]:
+  """Layers whose tensors carry no Keras name (a sparse last layer without bias keeps none)
+  get the name at their position, where the file has one weighted op per Keras layer, in
+  order, and every named one sits at its own name's position."""
+  if len(layers) != len(names) or all(l.name in names for l in layers):
+    return layers
+  if any(l.name in names and l.name != n for l, n in zip(layers, names)):
+    return layers
+  return [l if l.name in names else dataclasses.replace(l, name=n)
+          for l, n in zip(layers, names)]
 
 
 def sparse_inference_blockers(g: Graph, has_avx: bool) -> List[str]:

@@ -106,7 +106,7 @@ def _typed(name: str, value, default):
         (isinstance(value, kinds.get(want, (want,))) and
          (want is bool or not isinstance(value, bool))))
   if not ok:
-    raise ValueError(f"pipeline.prune: {name}={value!r}: must be a {want.__name__}")
+    raise ValueError(f"pipeline.prune: {name}={value!r}: must be of type {want.__name__}")
   return float(value) if want is float and value is not None else value
 
 

@@ -99,3 +99,18 @@ def test_the_first_conv_must_be_padded_as_xnnpacks_sparse_path_wants():
                                            has_avx=False)
   assert why not in padded and padded == ["under 2/3 of the 1x1-conv weights are zero"]
 
+
+
+def test_a_sparse_last_layer_without_activation_is_named():
+  """A logit head's sparse-encoded kernel is named after the model's output in the file
+  ('StatefulPartitionedCall:01'); its layer is found from its bias tensor, or, with no bias
+  left (all zero), from its position among the weighted layers."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="hidden"),
+                            keras.layers.Dense(4, name="logits")])
+  kernel, _ = model.get_layer("logits").get_weights()
+  kernel[np.arange(kernel.size).reshape(kernel.shape) % 10 != 0] = 0.0  # 90% zeros.
+  for bias in (np.full(4, 0.5, np.float32), np.zeros(4, np.float32)):
+    model.get_layer("logits").set_weights([kernel, bias])
+    g = graph.read(tflite.convert(model, "float32", sparse=True), ["hidden", "logits"])
+    assert [(l.name, l.sparsity) for l in g.layers] == [("hidden", 0.0), ("logits", 0.875)]
