@@ -9,11 +9,12 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 venv: $(STAMP)
 
-# Reinstall only when the packaging changes.
-$(STAMP): setup.cfg pyproject.toml
+# Reinstall only when the packaging changes. setup.cfg holds ranges; constraints.txt the exact
+# versions measured with, which the venv gets.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $@
 
 # Debian ships the full Fashion-MNIST; install it where we are root and apt exists, else say so.

@@ -202,6 +202,8 @@ def main():
   for name in args.only.split(","):
     wd = os.path.join(args.out_dir, f"run_{name}")
     if not args.summarize_only:
+      import keras  # pylint: disable=g-import-not-at-top
+      keras.utils.set_random_seed(0)  # Each model built and trained from the same seed.
       flags = BUILDERS[name](args.out_dir)
       cmd = [sys.executable, "-m", "pipeline.run", *flags, f"--workdir={wd}", "--overwrite"]
       print("$", " ".join(cmd), file=sys.stderr, flush=True)

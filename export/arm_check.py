@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from export import emulator
+from export import head as head_lib
 from export import litert
 from export import timing as timing_lib
 
@@ -52,13 +53,15 @@ def file_format(path: str) -> str:
   return "dynamic_int8" if np.dtype(np.int8) in types else "float32"
 
 
-def outside(fmt: str, same: np.ndarray, max_abs_diff: float) -> Optional[str]:
+def outside(fmt: str, same: np.ndarray, max_abs_diff: float,
+            scale: float = 1.0) -> Optional[str]:
   """Why arm64's outputs are not those of x86 for the same file, else None: any image whose
-  top-1 class differs, and for float32 outputs beyond the x86 gate's 1e-4."""
+  class differs, and for float32 outputs beyond the x86 gate's 1e-4 (of `scale`: the largest
+  |logit| for raw logits, export/head.py)."""
   reasons = []
-  if fmt == "float32" and not max_abs_diff < FLOAT32_MAX_ABS_DIFF:
+  if fmt == "float32" and not max_abs_diff < FLOAT32_MAX_ABS_DIFF * scale:
     reasons.append(f"outputs differ from x86's by up to {max_abs_diff:.1e} (float32 bound "
-                   f"{FLOAT32_MAX_ABS_DIFF:g})")
+                   f"{FLOAT32_MAX_ABS_DIFF * scale:g})")
   if not same.all():
     reasons.append(f"top-1 class differs from x86's on {int((~same).sum())} of {same.size} "
                    "images")
@@ -97,7 +100,8 @@ def notes(failing: Sequence[str], differing: Sequence[str]) -> List[str]:
 def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, reference: str,
           formats: Optional[Dict[str, str]] = None, runs: int = 40, rounds: int = 10,
           warmup_runs: int = 3, timeout_s: float = 3600,
-          progress: Optional[Callable[[str], None]] = None) -> List[Result]:
+          progress: Optional[Callable[[str], None]] = None,
+          head: Optional[head_lib.Head] = None) -> List[Result]:
   """Every file run on the emulated arm64 LiteRT and on x86, one image at a time.
 
   Args:
@@ -109,6 +113,7 @@ def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, refer
     timeout_s: for the whole emulated run.
     progress: called with each line the emulated run reports ("arm: NAME: xnnpack", "arm:
       timing round 3/10").
+    head: what the files output (export/head.py); None: guessed from each file's outputs.
 
   Returns:
     One Result per file, in order; `outside` judges each file's arm64 outputs against its own
@@ -122,8 +127,8 @@ def check(files: Dict[str, str], images: np.ndarray, rt: emulator.Runtime, refer
     returncode, timed_out = _run_guest(rt, request, env, project, log, timeout_s, progress)
     result = _read_result(tmp, log, returncode, timed_out, timeout_s)
     timings = {t["name"]: timing_lib.Timing(**t) for t in result["timings"]}
-    return [_compare(name, path, images, result["files"][name], timings, reference, formats)
-            for name, path in files.items()]
+    return [_compare(name, path, images, result["files"][name], timings, reference, formats,
+                     head) for name, path in files.items()]
 
 
 def _write_request(tmp: str, files: Dict[str, str], images: np.ndarray, runs: int,
@@ -195,17 +200,18 @@ def _read_result(tmp: str, log: str, returncode: int, timed_out: bool,
 
 def _compare(name: str, path: str, images: np.ndarray, guest: dict,
              timings: Dict[str, timing_lib.Timing], reference: str,
-             formats: Optional[Dict[str, str]]) -> Result:
+             formats: Optional[Dict[str, str]], head: Optional[head_lib.Head]) -> Result:
   """One file's Result: its arm64 outputs (`guest`) against x86's, and its emulated timing."""
   arm = np.load(guest["outputs"])
   x86 = litert.predict(litert.open_model(path), images, batch_size=1)
-  same = np.argmax(arm, -1) == np.argmax(x86, -1)
+  head = head or head_lib.guess(x86)
+  same = head.classes(arm) == head.classes(x86)
   fmt = (formats or {}).get(name) or file_format(path)
   diff = float(np.max(np.abs(arm - x86)))
   reason = guest["fallback_reason"]
   return Result(
       name, fmt, guest["delegate"] == "xnnpack", reason, diff,
-      float(np.mean(same)), outside(fmt, same, diff),
+      float(np.mean(same)), outside(fmt, same, diff, head.scale(x86)),
       timings[name].p50_ms if name in timings else None,
       timing_lib.speedup(timings[reference], timings[name])
       if name != reference and {name, reference} <= set(timings) else None)

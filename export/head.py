@@ -97,3 +97,17 @@ class Head:
 
 
 SOFTMAX = Head("softmax")
+
+
+def guess(outputs: np.ndarray) -> Head:
+  """The head a file's outputs suggest, for tools given a .tflite file and nothing else
+  (export.arm): one unit is a sigmoid when every value lies in [0, 1], else a logit; several
+  are a softmax when every row is a probability distribution, else logits. Only to compare a
+  file's outputs with themselves elsewhere (its class on two runtimes), never to score it."""
+  p = np.asarray(outputs, np.float64)
+  width = p.shape[-1] if p.ndim > 1 else 1
+  unit = bool(p.size) and p.min() >= 0.0 and p.max() <= 1.0
+  if width == 1:
+    return Head("sigmoid" if unit else "logit", 1, how="read off the outputs")
+  rows = unit and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3)
+  return Head("softmax" if rows else "logits", width, how="read off the outputs")

@@ -173,8 +173,7 @@ def prune(model, train_ds, validation_ds, *, test_ds=None, workdir: Optional[str
   """
   if "pruning_rate" in options and "prune" not in options:
     options = dict(options, prune=True)
-  workdir = workdir or os.path.join(tempfile.mkdtemp(prefix="prune-"), "run")
-  cfg = config_from_options(options, workdir)
+  cfg = config_from_options(options, workdir or "")
   with _legacy_keras_loaded():
     # pylint: disable=g-import-not-at-top  (TensorFlow, tf_keras and TF-MOT load here)
     from export import console as console_lib
@@ -185,8 +184,12 @@ def prune(model, train_ds, validation_ds, *, test_ds=None, workdir: Optional[str
     with con.stage("data") as info:
       data = objects.from_objects(train_ds, validation_ds, test_ds)
       copy = _copy(model)
-      prep = job.preflight(cfg, data=data, model=copy, model_name="model")
+      prep = job.preflight(cfg, check_workdir=bool(workdir), data=data, model=copy,
+                           model_name="model")
       info["summary"] = job.describe_data(data)
+    if not workdir:  # Made only once everything was checked: bad input leaves nothing behind.
+      cfg = dataclasses.replace(cfg, workdir=os.path.join(tempfile.mkdtemp(prefix="prune-"),
+                                                          "run"))
     text = _options_text(cfg, _digest(copy), objects.fingerprint(data))
     try:
       report = job.run_job(cfg, prep, text, con)

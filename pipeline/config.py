@@ -76,7 +76,9 @@ class Config:
   budget_epochs: int = 2  # Fine-tuning epochs per budget step.
   layer_rates: str = ""  # "conv2:0.8,dense.*:0.95": per-layer rates (planning/layer_rates.py).
   fine_tune_epochs: int = 6
-  fine_tune_learning_rate: float = 5e-4
+  # None: 5e-4, or 1e-5 for a model whose BatchNorm statistics stay frozen while it trains
+  # (pipeline/models/train.py fine_tune_learning_rate).
+  fine_tune_learning_rate: Optional[float] = None
 
   # Distillation (pipeline/models/distill.py): the teacher guides every fine-tuning.
   distill: bool = False

@@ -218,7 +218,8 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   # Exported from the files the training stages saved, outside any strategy: plain models.
   baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
   outputs = {"baseline": data_lib.predict(baseline, data.test)}
-  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep)
+  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep,
+                                    cfg)
   baseline_row["training"] = dict(
       cluster.describe(cfg.batch_size, data.train.shard_by, strategy.num_replicas_in_sync),
       final_weights_sha256=trained.digest)
@@ -241,7 +242,7 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
       pruned_row["pattern"] = measure_lib.check_patterns(rows, pruned_layers, cfg)
     pruned_row["xnnpack_sparse_graph"] = dict(zip(("qualifies", "reason"),
                                                   patterns.qualifies(final)))
-  arm = arm_stage.stage(rows, data, cfg, con, seconds) if cfg.arm_check else None
+  arm = arm_stage.stage(rows, data, cfg, con, seconds, prep.head) if cfg.arm_check else None
   keras3_out = (keras3_stage.stage(final, "pruned" if pruned_row else "baseline", data, cfg, wd,
                                    con, seconds) if keras3_stage.wanted(cfg, prep.keras3)
                 else None)

@@ -16,8 +16,10 @@ PRUNING_RATE = flags.DEFINE_float("pruning_rate", 0.5, "Final fraction of weight
                                   "each pruned layer, 0 <= rate < 1.")
 FT_EPOCHS = flags.DEFINE_integer("fine_tune_epochs", 6, "Epochs of fine-tuning while and after "
                                  "pruning (0: none, with --schedule=one_shot).")
-FT_LR = flags.DEFINE_float("fine_tune_learning_rate", 5e-4, "Adam learning rate for "
-                           "fine-tuning.")
+FT_LR = flags.DEFINE_float("fine_tune_learning_rate", None, "Adam learning rate for "
+                           "fine-tuning (default: 5e-4, or 1e-5 for a model whose BatchNorm "
+                           "layers run with training=False, as a transfer-learning base does: "
+                           "their frozen statistics break at larger steps).")
 SCHEDULE = flags.DEFINE_enum(
     "schedule", "polynomial", config_lib.SCHEDULES, "polynomial: TF-MOT's PolynomialDecay, "
     "sparsity rising over two thirds of fine-tuning; constant: TF-MOT's ConstantSparsity; "

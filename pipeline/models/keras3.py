@@ -3,8 +3,8 @@ Keras 3's safe mode), hand the pipeline a tf_keras copy checked on real images, 
 result back as a Keras 3 file checked the same way (pipeline/models/keras3_translate.py rebuilds the
 models).
 
-The check: both models' outputs on the same images within TOLERANCE (max |diff|) and the same
-top-1 class on every image (an image whose two best classes the reference itself ranks within
+The check: both models' outputs on the same images within TOLERANCE (max |diff|; of the largest
+|output| where that is above 1, as raw logits are) and the same top-1 class on every image (an image whose two best classes the reference itself ranks within
 2 * TOLERANCE counts as agreeing: its top-1 is a tie at this precision).
 """
 
@@ -107,14 +107,17 @@ def agree(translation: translate_lib.Translation, source, images: np.ndarray) ->
     Disagreement: outputs beyond the tolerance or another top-1; names the first layer whose
       output differs and its max |diff|.
   """
-  tol = MIXED_TOLERANCE if translation.mixed_precision else TOLERANCE
+  base = MIXED_TOLERANCE if translation.mixed_precision else TOLERANCE
   a, b = _outputs(source, images)[0], _outputs(translation.model, images)[0]
+  # Raw logits round with their size: the tolerance is of the largest |output| (at least 1),
+  # as for the layers inside (_first_difference).
+  tol = base * (max(1.0, float(np.max(np.abs(a)))) if a.size else 1.0)
   diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
   agrees = _top1_agrees(a, b, tol)
   if diff <= tol and np.all(agrees):
     return Agreement(len(translation.pairs), diff, len(images), tol,
                      translation.mixed_precision)
-  where = _first_difference(translation, source, images, tol)
+  where = _first_difference(translation, source, images, base)
   raise Disagreement(f"the rebuilt model's outputs differ from the original's (max |diff| "
                      f"{diff:.2e} over {tol:g}, top-1 differs on {int(np.sum(~agrees))} of "
                      f"{len(images)} images){where}")

@@ -86,7 +86,9 @@ def _reason(e: Exception) -> str:
   return f"not a Keras model ({text[:160] or type(e).__name__})"
 
 
-_SCALERS = ("Rescaling", "Normalization")
+# Layers that scale pixels: TFOpLambda is arithmetic on the input, as
+# keras.applications.mobilenet_v2.preprocess_input (x / 127.5 - 1) leaves it in a graph.
+_SCALERS = ("Rescaling", "Normalization", "TFOpLambda")
 
 
 def _warn_unless_scaled(model: keras.Model, flag: str) -> None:
@@ -97,7 +99,8 @@ def _warn_unless_scaled(model: keras.Model, flag: str) -> None:
       return
     if sparsity.pruned_weight(layer) is not None:
       break
-  logging.warning("%s: no Rescaling or Normalization layer before the first weighted layer. "
+  logging.warning("%s: no Rescaling, Normalization or arithmetic (preprocess_input) before "
+                  "the first weighted layer. "
                   "This tool feeds raw pixels 0..255; if the model was trained on scaled "
                   "inputs, put keras.layers.Rescaling(1/255) (or its own scaling) in front and "
                   "save it again.", flag)

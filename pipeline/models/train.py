@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -234,14 +234,50 @@ def fit(model: keras.Model, data: data_lib.Dataset, *, epochs: int, batch_size: 
   return FitResult(best_epoch=best, best_val_accuracy=best_acc, history=history)
 
 
+FINE_TUNE_LR = 5e-4  # Adam, for a model whose BatchNorm layers renormalise as it trains.
+# A base called with training=False (TensorFlow's transfer-learning tutorial) keeps its
+# BatchNorm statistics frozen: a step of 1e-4 already broke such a MobileNetV2 here (val
+# accuracy 97% -> 72% in 9 steps, docs/your-model.md); the tutorial fine-tunes it at 1e-5.
+FROZEN_BN_LR = 1e-5
+
+
+def frozen_batchnorms(model: keras.Model) -> List[str]:
+  """BatchNormalization layers that keep their moving statistics while the model trains:
+  called with training=False (a nested base, as the tutorials call it) or not trainable."""
+  from pipeline.models import flatten as flatten_lib  # pylint: disable=g-import-not-at-top
+  model = getattr(model, "student", model)
+  frozen = []
+  for lc in model.get_config().get("layers", []):
+    if lc["class_name"] != "BatchNormalization":
+      continue
+    calls = [e[3] for node in lc.get("inbound_nodes", []) for e in flatten_lib.node_entries(node)
+             if len(e) > 3 and isinstance(e[3], dict)]
+    if not lc["config"].get("trainable", True) or any(c.get("training") is False for c in calls):
+      frozen.append(lc["config"]["name"])
+  return frozen
+
+
+def fine_tune_learning_rate(model: keras.Model, cfg: Config) -> Tuple[float, str]:
+  """(learning rate, why): --fine_tune_learning_rate when given, else FINE_TUNE_LR, or
+  FROZEN_BN_LR where BatchNorm statistics stay frozen."""
+  if cfg.fine_tune_learning_rate is not None:
+    return cfg.fine_tune_learning_rate, "--fine_tune_learning_rate"
+  frozen = frozen_batchnorms(model)
+  if frozen:
+    return FROZEN_BN_LR, (f"auto: {len(frozen)} BatchNorm layer(s) keep frozen statistics "
+                          f"(called with training=False, e.g. {frozen[0]}), which a larger "
+                          "step breaks; --fine_tune_learning_rate sets it")
+  return FINE_TUNE_LR, "auto (--fine_tune_learning_rate sets it)"
+
+
 def fine_tune(model: keras.Model, data: data_lib.Dataset, cfg: Config, log_dir: str, *,
               epochs: Optional[int] = None, seed: Optional[int] = None, first_best_epoch: int = 0,
               callbacks=()) -> FitResult:
-  """The one fine-tuning every pruning method uses: `fit` at --fine_tune_learning_rate with
+  """The one fine-tuning every pruning method uses: `fit` at fine_tune_learning_rate(...) with
   --batch_size and --augment, for --fine_tune_epochs (or `epochs`), seeded by --seed (or
   `seed`), keeping the best epoch from `first_best_epoch` on."""
   return fit(model, data, epochs=cfg.fine_tune_epochs if epochs is None else epochs,
-             batch_size=cfg.batch_size, learning_rate=cfg.fine_tune_learning_rate,
+             batch_size=cfg.batch_size, learning_rate=fine_tune_learning_rate(model, cfg)[0],
              seed=cfg.seed if seed is None else seed, log_dir=log_dir, verbose=cfg.verbose,
              first_best_epoch=first_best_epoch, callbacks=callbacks,
              augment=augment_lib.augmentation(cfg), backup_every_steps=cfg.backup_every_steps)

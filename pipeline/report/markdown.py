@@ -118,7 +118,7 @@ def _heading(report: dict) -> List[str]:
               "(--fine_tune_epochs).", ""]
   return lines + [
       *sections.keras3_lines(b.get("keras3"), report.get("keras3")),
-      *sections.head_lines(b.get("head")),
+      *sections.head_lines(b, p is not None),
       f"Data: {ds['source']}; {ds['train_examples']:,} train, {ds['validation_examples']:,} "
       f"validation, {ds['test_examples']:,} test images (accuracy is on all test images)"
       + _data_details(ds) + ".",

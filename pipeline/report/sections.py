@@ -139,14 +139,19 @@ def keras3_lines(translated_in: Optional[dict], written: Optional[dict]) -> List
   return lines + [""] if lines else []
 
 
-def head_lines(head: Optional[dict]) -> List[str]:
-  """What the model outputs and how it was trained and scored (pipeline/models/heads.py), and
-  what its outputs on validation images said against that, if anything."""
-  if not head:
-    return []
-  check = f" WARNING: {head['check']}." if head.get("check") else ""
-  return [f"Head: {head['describe']}; exported files keep it, and accuracy reads a class from "
-          f"it as the model does.{check}"]
+def head_lines(baseline: dict, pruned: bool) -> List[str]:
+  """What the model outputs and how it was trained and scored (pipeline/models/heads.py),
+  what its outputs on validation images said against that, if anything, and the fine-tuning
+  learning rate chosen for it when something was pruned."""
+  head, lr = baseline.get("head"), baseline.get("fine_tune_learning_rate")
+  out = []
+  if head:
+    check = f" WARNING: {head['check']}." if head.get("check") else ""
+    out.append(f"Head: {head['describe']}; exported files keep it, and accuracy reads a class "
+               f"from it as the model does.{check}")
+  if lr and pruned:
+    out.append(f"Fine-tuning learning rate: {lr['value']:g} ({lr['why']}).")
+  return out
 
 
 def arm_lines(section: Optional[dict], exports: Sequence[dict]) -> List[str]:

@@ -26,7 +26,7 @@ def preflight(cfg) -> None:
                     "arm stage will try to set it up after the x86 benchmark.")
 
 
-def stage(rows: List, data, cfg, con, seconds: dict) -> dict:
+def stage(rows: List, data, cfg, con, seconds: dict, head=None) -> dict:
   """Fills each report/rows.ExportRow's `arm`; returns the report's "arm" section. An emulator that cannot be
   set up or a check that fails is recorded in the section, and the run goes on."""
   # pylint: disable=g-import-not-at-top
@@ -50,7 +50,8 @@ def stage(rows: List, data, cfg, con, seconds: dict) -> dict:
     try:
       results = arm_check.check({r.name: r.path for r in rows}, x, rt, formats.REFERENCE,
                                 {r.name: r.format for r in rows}, runs=RUNS,
-                                rounds=ROUNDS, warmup_runs=WARMUP_RUNS, progress=progress)
+                                rounds=ROUNDS, warmup_runs=WARMUP_RUNS, progress=progress,
+                                head=head)
     except (RuntimeError, OSError, ValueError) as e:
       logging.error("--arm_check failed: %s; the run goes on without it.", e)
       info["summary"] = f"FAILED: {e}"

@@ -33,10 +33,11 @@ def stage(cfg: Config, data: data_lib.Dataset, loaded, fresh, wd: str,
 
 
 def row(model, fit: Optional[train_lib.FitResult], outputs: np.ndarray,
-        data: data_lib.Dataset, prep) -> dict:
+        data: data_lib.Dataset, prep, cfg: Config) -> dict:
   """The report's baseline row: test accuracy (from `outputs` on the test split), the epoch
   kept, sparsity, parameters, MACs, what its head outputs and how it trains, and how a Keras 3
-  model was carried over (`prep`: job.Prepared)."""
+  model was carried over (`prep`: job.Prepared), and the fine-tuning learning rate chosen
+  for it."""
   r = {
       "test_accuracy": verify_lib.top1_accuracy(outputs, data.test.labels, prep.head),
       "path": "baseline.keras",
@@ -47,6 +48,8 @@ def row(model, fit: Optional[train_lib.FitResult], outputs: np.ndarray,
       "keras3": dataclasses.asdict(prep.keras3) if prep.keras3 else None,
       "head": dict(prep.head.to_json(), describe=prep.head.describe(data.class_names),
                    check=prep.head_check),
+      "fine_tune_learning_rate": dict(zip(("value", "why"), train_lib.fine_tune_learning_rate(
+          model, cfg))),
   }
   logging.info("Baseline test accuracy: %.4f", r["test_accuracy"])
   return r

@@ -13,11 +13,13 @@ from pipeline import data
     ("float16", 0.8985, None),  # -0.15 points: within 0.2.
     ("float16", 0.8970, "test accuracy 89.70% is -0.30 points from Keras' 90.00% (bound 0.2)"),
     ("dynamic_int8", 0.8910, None),
+    ("int8", 0.95, None),  # Exactly 1.0 point below 0.96 (2 of 200 images): within the bound.
     ("int8", 0.8880, "test accuracy 88.80% is -1.20 points from Keras' 90.00% (bound 1)"),
     ("int8", 0.9120, "test accuracy 91.20% is +1.20 points from Keras' 90.00% (bound 1)"),
 ])
 def test_accuracy_bounds_per_format(fmt, accuracy, expected):
-  assert gates.check(fmt, accuracy, 0.9, agreement=0.97, max_abs_diff=0.1) == expected
+  keras_accuracy = 0.96 if accuracy == 0.95 else 0.9
+  assert gates.check(fmt, accuracy, keras_accuracy, agreement=0.97, max_abs_diff=0.1) == expected
 
 
 def test_float32_needs_agreement_and_close_outputs():
@@ -25,6 +27,10 @@ def test_float32_needs_agreement_and_close_outputs():
   assert gates.check("float32", 0.9, 0.9, agreement=0.998, max_abs_diff=2e-4) == (
       "agrees with Keras on 99.80% of test images (< 99.9%); outputs differ from Keras by up "
       "to 2.00e-04 (bound 0.0001)")
+  # Raw logits: the bound is of the largest |logit| (verify.Verification.output_scale).
+  assert gates.check("float32", 0.9, 0.9, 1.0, 2e-4, output_scale=12.0) is None
+  assert gates.check("float32", 0.9, 0.9, 1.0, 2e-3, output_scale=12.0) == (
+      "outputs differ from Keras by up to 2.00e-03 (bound 0.0012 = 0.0001 x 12)")
 
 
 def test_bounds_are_tunable_and_unknown_formats_refused():

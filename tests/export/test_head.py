@@ -38,3 +38,11 @@ def test_scale_and_description():
                          "activation); loss: binary cross-entropy from logits")
   assert "positive class: 'dog' (label 1" in text
   assert Head("softmax", 2).num_classes == 2 and Head("sigmoid", 1).num_classes == 2
+
+
+def test_a_file_alone_suggests_its_head():
+  from export.head import guess  # pylint: disable=g-import-not-at-top
+  assert guess(np.array([[0.2], [0.9]])).kind == "sigmoid"
+  assert guess(np.array([[-2.0], [0.9]])).kind == "logit"
+  assert guess(np.array([[0.2, 0.8], [0.5, 0.5]])).kind == "softmax"
+  assert guess(np.array([[0.2, 0.3], [0.5, 0.5]])).kind == "logits"

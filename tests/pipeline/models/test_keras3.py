@@ -221,6 +221,11 @@ def test_refusals_name_the_layer_and_the_reason(tmp_path, keras3_cnn):
   assert "layer d (Dense): activation leaky_relu has no equivalent" in _message(
       tmp_path / "leaky.keras")
 
+  inp = keras.Input((28, 28, 1))
+  regression = keras.Model(inp, L.Dense(4, activation="relu", name="boxes")(L.Flatten()(inp)))
+  regression.save(tmp_path / "boxes.keras")
+  assert "layer 'boxes' ends in relu: not a classifier head" in _message(tmp_path / "boxes.keras")
+
   keras3_cnn.save(tmp_path / "cnn.keras")
   text = _message(tmp_path / "cnn.keras", input_shape=(32, 32, 3), num_classes=10)
   assert "takes images shaped (28, 28, 1), the data's are (32, 32, 3)" in text
