@@ -65,6 +65,8 @@ def _activation(layer) -> Optional[str]:
   act = inner.get_config().get("activation") if hasattr(inner, "get_config") else None
   if act is None:
     return f"a {kind}"  # No activation of its own: nothing says what it outputs.
+  if isinstance(act, dict):  # Quantization-aware training wraps it: QuantizeAwareActivation.
+    act = act.get("config", {}).get("activation", act.get("class_name", "?"))
   if not isinstance(act, str):
     act = getattr(act, "__name__", str(act))
   if kind == "Activation" and act == "linear":
