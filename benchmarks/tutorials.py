@@ -135,7 +135,7 @@ def _pretrained_base(out_dir):
   model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x)),
                       name="pretraining")
   flags = dict(dataset="folder", data_dir=root, image_size=f"{SIZE},{SIZE}", color_mode="rgb")
-  _train(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), flags, 20, 32)
+  _train(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), flags, 40, 32)
   base.save(path)
   return base
 
@@ -160,7 +160,7 @@ def transfer(out_dir, sigmoid):
   path = os.path.join(out_dir, f"{name}.keras")
   loss = keras.losses.BinaryCrossentropy(from_logits=not sigmoid)
   flags = dict(dataset="folder", data_dir=root, image_size=f"{SIZE},{SIZE}", color_mode="rgb")
-  _train(model, loss, flags, 10, 32).save(path)
+  _train(model, loss, flags, 15, 32).save(path)
   return FOLDER_FLAGS + [f"--data_dir={root}", f"--baseline_path={path}",
                          "--structured_rate=0.3", "--prune", "--pruning_rate=0.5"]
 
