@@ -267,7 +267,7 @@ def fine_tune_learning_rate(model: keras.Model, cfg: Config) -> Tuple[float, str
     return FROZEN_BN_LR, (f"auto: {len(frozen)} BatchNorm layer(s) keep frozen statistics "
                           f"(called with training=False, e.g. {frozen[0]}), which a larger "
                           "step breaks; --fine_tune_learning_rate sets it")
-  return FINE_TUNE_LR, "auto (--fine_tune_learning_rate sets it)"
+  return FINE_TUNE_LR, "auto; --fine_tune_learning_rate sets it"
 
 
 def fine_tune(model: keras.Model, data: data_lib.Dataset, cfg: Config, log_dir: str, *,

@@ -185,7 +185,8 @@ def _gates(report: dict) -> List[str]:
   """The bounds every file is held to, the files that failed them, and delegate fallbacks."""
   cfg = report["config"]
   lines = ["", "Gates (each file against its own Keras model, every test image): float32 "
-           "agreement >= 99.9% and outputs within 1e-4; float16 accuracy within "
+           "agreement >= 99.9% and outputs within 1e-4 (of the largest |logit|, for raw "
+           "logits); float16 accuracy within "
            f"{cfg['max_float16_accuracy_change']:.1f} points; dynamic_int8 and "
            f"int8 within {cfg['max_int8_accuracy_change']:.1f} points of Keras."]
   lines += [f"- FAILED {e['name']}: {e['gate_reason']}" for e in report["exports"]
