@@ -126,9 +126,12 @@ def transfer_tutorial_model(size: int = 32):
 @pytest.mark.e2e
 def test_cli_prunes_the_transfer_learning_tutorials_binary_model_on_a_folder(tmp_path):
   """The transfer-learning tutorial's model (Keras 3, one logit unit, augmentation and a
-  MobileNetV2 base nested with training=False), not one of ours, pruned on a generated
-  two-class folder through the CLI: structured + unstructured, every file within its gate,
-  the head kept and named with its positive class, the pruned model back in Keras 3."""
+  MobileNetV2 base nested with training=False), not one of ours, pruned structured on a
+  generated two-class folder through the CLI: every file within its gate, the head kept and
+  named with its positive class, the frozen base fine-tuned at 1e-5, the pruned model back in
+  Keras 3. (Unstructured pruning of an inlined Keras 3 MobileNet: test_keras3; of this model,
+  with structured: benchmarks/tutorials.py, docs/your-model.md. Each MobileNet .tflite takes
+  about 18 s to convert here, so this run makes two.)"""
   import json  # pylint: disable=g-import-not-at-top
   import zipfile  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
@@ -139,7 +142,7 @@ def test_cli_prunes_the_transfer_learning_tutorials_binary_model_on_a_folder(tmp
   wd = tmp_path / "run"
   proc = run_cli(["--dataset=folder", f"--data_dir={photos}",
                   f"--baseline_path={tmp_path}/mine.keras",
-                  "--structured_rate=0.4", "--prune", "--pruning_rate=0.5", "--fine_tune_epochs=1",
+                  "--structured_rate=0.4", "--fine_tune_epochs=1",
                   # float32 only: int8 conversion of a MobileNet takes about 40 s a file here;
                   # int8 files of every head are checked on small models (test_api).
                   "--batch_size=16", "--export_formats=float32", "--benchmark_runs=10",
@@ -153,9 +156,10 @@ def test_cli_prunes_the_transfer_learning_tutorials_binary_model_on_a_folder(tmp
   kept = {g: sizes for step in st["steps"] for g, sizes in step["groups"].items()}
   assert kept["block_1_expand"][1] < kept["block_1_expand"][0]  # Expansion layers pruned.
   assert report["pruned"]["macs"] < 0.8 * report["baseline"]["macs"]
-  sparsity = {e["name"]: e["sparsity"] for e in report["exports"]}
-  assert abs(sparsity["pruned_float32"] - 0.5) < 0.01  # TF-MOT pruned the inlined backbone.
+  assert [e["name"] for e in report["exports"]] == ["baseline_float32", "pruned_float32"]
   assert all(e["gate"] == "ok" for e in report["exports"])
+  lr = report["baseline"]["fine_tune_learning_rate"]
+  assert lr["value"] == 1e-5 and "BatchNorm layer(s) keep frozen statistics" in lr["why"]
   md = (wd / "report.md").read_text()
   assert "positive class: 'square' (label 1" in md and "2 classes" in md
   assert report["baseline"]["keras3"]["max_diff"] <= 1e-5
