@@ -19,7 +19,6 @@ from pipeline.config import Config, FlagError
 from pipeline.models import flatten
 from pipeline.models import sparsity as sparsity_lib
 from pipeline.models import train as train_lib
-from pipeline.unstructured import prune as prune_lib
 
 import tf_keras as keras  # pylint: disable=g-bad-import-order
 
@@ -35,11 +34,14 @@ class ClusterResult:
 
 
 def choose(model: keras.Model, cfg: Config):
-  """(layers to cluster, {layer left whole: why}): the Conv2D and Dense layers of the pruning
-  scope (--pruning_scope: by default not the first layer and not the classifier) whose kernels
-  hold more weights than clusters."""
+  """(layers to cluster, {layer left whole: why}): of the layers with a kernel, those
+  --pruning_scope takes (by default not the first and not the classifier), the Conv2D and
+  Dense ones whose kernels hold more weights than clusters."""
   chosen, skipped = [], {}
-  for name in prune_lib.layers_in_scope(model, cfg):
+  names = [l.name for l in model.layers if sparsity_lib.kernel_of(l) is not None]
+  if cfg.pruning_scope == "inner" and len(names) > 2:
+    names = names[1:-1]
+  for name in names:
     layer = model.get_layer(name)
     kind = type(layer).__name__
     kernel = sparsity_lib.kernel_of(layer)

@@ -11,16 +11,21 @@ its output only: the op stays float and the next layer reads int8, as the conver
 it; the report names each such layer.
 """
 
+import copy
 import dataclasses
 import os
+import re
 from typing import Dict, List
 
 from absl import logging
 import numpy as np
 import tensorflow_model_optimization as tfmot  # Public API, and the 8-bit registry below.
-# pylint: disable-next=g-direct-tensorflow-import
+# pylint: disable=g-direct-tensorflow-import
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve \
+    import cluster_preserve_quantize_registry as cqat_registry
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry as registry_lib)
+# pylint: enable=g-direct-tensorflow-import
 
 from pipeline import data as data_lib
 from pipeline.config import Config
@@ -71,35 +76,60 @@ class QatResult:
   fit: train_lib.FitResult
 
 
+class _PerLayerClusterPreserveRegistry(cqat_registry.Default8bitClusterPreserveQuantizeRegistry):
+  """TF-MOT 0.8.1's CQAT registry shares one weight quantizer per config class, and a layer
+  without zeros (the first conv, the classifier) switches its preserve_sparsity off for every
+  layer of that class: pruning's zeros then drift to the nearest centroid while it trains (a
+  conv2 80% zeros -> 0% here). A quantizer of its own per layer keeps each layer's flag."""
+
+  def get_quantize_config(self, layer):
+    self._config_quantizer_map = {k: copy.copy(v)
+                                  for k, v in self._config_quantizer_map.items()}
+    return super().get_quantize_config(layer)
+
+
+class _ClusterPreserveScheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+
+  def get_quantize_registry(self):
+    return _PerLayerClusterPreserveRegistry(self.preserve_sparsity)
+
+
 def scheme_for(pruned: bool, clustered: bool):
   """(TF-MOT scheme, its name): the one that keeps clustering's or pruning's work."""
   combine = tfmot.experimental.combine
   if clustered:
-    return (combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
+    return (_ClusterPreserveScheme(preserve_sparsity=True),
             "cluster-preserving with sparsity (CQAT)")
   if pruned:
     return combine.Default8BitPrunePreserveQuantizeScheme(), "prune-preserving (PQAT)"
   return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(), "default 8-bit"
 
 
-def annotate(model: keras.Model):
+# Not in the 8-bit registry, but folded into the layer before them by TF-MOT's layout
+# transforms (Conv2D/Dense/DepthwiseConv2D + BatchNormalization [+ ReLU]): annotated as they are.
+_FOLDED = ("BatchNormalization", "SyncBatchNormalization")
+
+
+def annotate(model: keras.Model, output_only=()):
   """(a copy of `model` with every layer annotated for quantization, {layer: why only its
-  output is}): layers the default 8-bit registry supports get its config, the others an
-  OutputQuantizeConfig (the cluster-preserving registry claims to support them but raises)."""
+  output is}): layers the default 8-bit registry supports, and BatchNorms its transforms fold,
+  as they are; the others (and `output_only`) with an OutputQuantizeConfig. (The
+  cluster-preserving registry claims to support them all but raises.)"""
   registry = registry_lib.Default8BitQuantizeRegistry()
-  output_only = {}
+  why = {}
 
   def mark(layer):
     if isinstance(layer, keras.layers.InputLayer):
       return layer
-    if registry.supports(layer):
+    if layer.name not in output_only and (registry.supports(layer) or
+                                          type(layer).__name__ in _FOLDED):
       return tfmot.quantization.keras.quantize_annotate_layer(layer)
-    output_only[layer.name] = (f"{type(layer).__name__}: TF-MOT's 8-bit registry has no config "
-                               "for it; its op stays float and its output is quantized")
+    why[layer.name] = (f"{type(layer).__name__}: TF-MOT's 8-bit scheme has no config for it "
+                       "here; its op stays float and its output is quantized")
     return tfmot.quantization.keras.quantize_annotate_layer(layer, OutputQuantizeConfig())
 
   copy = flatten.clone_with_weights(model)
-  return keras.models.clone_model(copy, clone_function=mark), output_only
+  return keras.models.clone_model(copy, clone_function=mark), why
 
 
 def build(model: keras.Model, pruned: bool, clustered: bool):
@@ -111,13 +141,19 @@ def build(model: keras.Model, pruned: bool, clustered: bool):
     ValueError: a layer the quantize API refuses (TF-MOT's reason).
   """
   scheme, name = scheme_for(pruned, clustered)
-  annotated, output_only = annotate(model)
-  try:
-    with scope():
-      return tfmot.quantization.keras.quantize_apply(annotated, scheme), name, output_only
-  except (ValueError, RuntimeError) as e:
-    raise ValueError(f"--quantize_aware: TF-MOT's quantize API refused the model: "
-                     f"{' '.join(str(e).split())[:300]}") from None
+  refused = set()
+  while True:  # A layer quantize_apply refuses (a BatchNorm no conv precedes) quantizes its
+    annotated, output_only = annotate(model, refused)  # output only; then it tries again.
+    try:
+      with scope():
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme), name, output_only
+    except (ValueError, RuntimeError) as e:
+      text = " ".join(str(e).split())
+      found = re.match(r"Layer (\S+):<class", text)
+      if not found or found.group(1) in refused:
+        raise ValueError(f"--quantize_aware: TF-MOT's quantize API refused the model: "
+                         f"{text[:300]}") from None
+      refused.add(found.group(1))
 
 
 def quantize_aware(model: keras.Model, data: data_lib.Dataset, cfg: Config, workdir: str,
