@@ -42,11 +42,12 @@ def _arrays(flags):
                for s in (ds.train, ds.validation))
 
 
-def _train(model, flags, epochs, batch_size):
+def _train(model, flags, epochs, batch_size, loss="sparse_categorical_crossentropy",
+           metric="accuracy"):
+  """Trains with Keras 3 as a user would (Adam, `loss`), keeping the best epoch."""
   import keras  # pylint: disable=g-import-not-at-top
   (x, y), (vx, vy) = _arrays(flags)
-  model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                metrics=["accuracy"])
+  model.compile(keras.optimizers.Adam(1e-3), loss, metrics=[metric])
   # Keep the best epoch, as a user would: the last one can be a poor one on a small folder.
   best = keras.callbacks.EarlyStopping("val_accuracy", patience=epochs,
                                        restore_best_weights=True)

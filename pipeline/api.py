@@ -134,7 +134,9 @@ def _options_text(cfg: config_lib.Config, model_digest: str, data_digest: str) -
   off in its workdir, any other is refused there."""
   lines = [f"--{k}={v}" for k, v in sorted(dataclasses.asdict(cfg).items())
            if k not in config_lib.RESUME_MAY_DIFFER]
-  return "\n".join(lines + [f"# model {model_digest}", f"# data {data_digest}"]) + "\n"
+  # Written as flags, so that export/workdir.py compares them as such.
+  return "\n".join(lines + [f"--model_sha256={model_digest}",
+                            f"--data_sha256={data_digest}"]) + "\n"
 
 
 def _digest(model) -> str:

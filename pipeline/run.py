@@ -10,6 +10,9 @@
 # malformed flag or combination is reported in a fraction of a second, before TensorFlow loads;
 # checks that need the data or a model (paths, dataset names) come after TensorFlow has loaded.
 
+import hashlib
+import os
+
 from absl import flags
 from absl import logging
 
@@ -23,6 +26,19 @@ from pipeline import rules
 from pipeline.flags import config_from_flags
 
 
+def _run_text(cfg: config_lib.Config) -> str:
+  """What makes a command the same command, for resuming it: its flags, and the contents of
+  the model files they name (a --baseline_path trained again in place is another run)."""
+  lines = [flags.FLAGS.flags_into_string()]
+  for flag in ("baseline_path", "teacher_path"):
+    path = getattr(cfg, flag)
+    if path and os.path.isfile(path):
+      with open(path, "rb") as f:
+        # Written as a flag, so that export/workdir.py compares it as one.
+        lines.append(f"--{flag}_sha256={hashlib.sha256(f.read()).hexdigest()}\n")
+  return "".join(lines)
+
+
 def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
@@ -30,9 +46,9 @@ def main(argv):
     cfg = config_from_flags()
     cluster = distribute.cluster(cfg.strategy)  # TF_CONFIG, read before TensorFlow loads.
     rules.check_paths(cfg, workdir=cluster.is_chief)  # Only the chief writes the run.
+    run_text = _run_text(cfg)
     if cluster.is_chief:  # Another command over an interrupted run: refused before any work.
-      workdir_lib.resumable(cfg.workdir, flags.FLAGS.flags_into_string(), cfg.restart,
-                            config_lib.RESUME_MAY_DIFFER)
+      workdir_lib.resumable(cfg.workdir, run_text, cfg.restart, config_lib.RESUME_MAY_DIFFER)
   except ValueError as e:  # config.FlagError: flags that do not go together, a missing path.
     fail(str(e))
   from export import console  # pylint: disable=g-import-not-at-top
@@ -49,7 +65,7 @@ def main(argv):
       with strategy.scope():  # The fresh model's variables belong to the strategy.
         prep = job.preflight(cfg, check_workdir=cluster.is_chief)
       info["summary"] = job.describe_data(prep.data)
-    report = job.run_job(cfg, prep, flags.FLAGS.flags_into_string(), con, cluster, strategy)
+    report = job.run_job(cfg, prep, run_text, con, cluster, strategy)
   except ValueError as e:
     fail(str(e))
   except job.StageError as e:

@@ -104,8 +104,8 @@ def damage_int8_scales(content: bytes, factor: float = 8.0) -> bytes:
   """A .tflite whose int8 weight tensors' quantization scales are multiplied by `factor`:
   the kind of broken file a bad conversion gives, which the gates must catch."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
   model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
   damaged = 0
   for t in model.subgraphs[0].tensors:

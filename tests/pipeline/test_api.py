@@ -68,7 +68,7 @@ def test_each_head_prunes_structured_unstructured_distilled_and_exports(kind, k,
   from pipeline.models import heads  # pylint: disable=g-import-not-at-top
   k = importlib.import_module(k)
   classes = 2 if kind in ("sigmoid", "logit") else 3
-  train, val, test = (colour_patches(n, classes, seed) for n, seed in ((240, 0), (60, 1),
+  train, val, test = (colour_patches(n, classes, seed) for n, seed in ((180, 0), (45, 1),
                                                                       (60, 2)))
   model = trained(k, kind, train)
   before = [w.copy() for w in model.get_weights()]
@@ -152,29 +152,52 @@ _NOTEBOOK = """
 import json, os, sys
 import numpy as np
 sys.path.insert(0, {repo!r})
-if {pipeline_first}:
-  import pipeline
 import keras, tensorflow as tf
-if not {pipeline_first}:
-  before = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
-  import pipeline
+before = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+import pipeline
 keras.utils.set_random_seed(0)
 model = keras.models.load_model({model!r})
 arrays = dict(np.load({arrays!r}))
 result = pipeline.prune(model, (arrays["x"], arrays["y"]), (arrays["vx"], arrays["vy"]),
                         test_ds=(arrays["tx"], arrays["ty"]), workdir={workdir!r}, **{options!r})
 after = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
-print(json.dumps({{"tf_keras_module": type(after).__module__,
+print(json.dumps({{"before": type(before).__module__, "after": type(after).__module__,
                    "env": os.environ.get("TF_USE_LEGACY_KERAS"),
                    "result_module": type(result.model).__module__}}))
 """
+
+# pipeline imported first, tf.keras used only after the call has loaded TF-MOT.
+_PIPELINE_FIRST = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+import pipeline
+from pipeline import api
+with api._legacy_keras_loaded():  # What pipeline.prune does before it imports the stages.
+  from pipeline import job  # noqa: F401  (tf_keras and TF-MOT load here)
+import tensorflow as tf
+after = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+print(json.dumps({{"after": type(after).__module__, "env": os.environ.get("TF_USE_LEGACY_KERAS"),
+                   "tf_mot_loaded": "tensorflow_model_optimization" in sys.modules}}))
+"""
+
+
+def _python(code, env):
+  return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc):
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-2000:]
+  return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.e2e
 def test_cli_and_api_write_the_same_report_and_leave_tf_keras_alone(tmp_path, mnist_small):
   """The same Keras 3 model and the same images through both doors: the same accuracies,
-  sparsity, files and gates. The API runs as a notebook does, in processes where tf.keras is
-  Keras 3 (TF_USE_LEGACY_KERAS unset), imported before and after pipeline; it stays Keras 3."""
+  sparsity, files and gates. The API runs as a notebook does, in a process where tf.keras is
+  Keras 3 (TF_USE_LEGACY_KERAS unset) and used before the call; and, in another, with pipeline
+  imported first and tf.keras used only after TF-MOT loaded: it stays Keras 3 in both."""
   import keras  # pylint: disable=g-import-not-at-top
   from conftest import first  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
@@ -190,34 +213,27 @@ def test_cli_and_api_write_the_same_report_and_leave_tf_keras_alone(tmp_path, mn
            tx=mnist_small.test.images, ty=mnist_small.test.labels)
   options = dict(pruning_rate=0.6, fine_tune_epochs=2, batch_size=64,
                  export_formats="float32,dynamic_int8", benchmark_runs=10)
+  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+  env["PYTHONPATH"] = REPO
+  notebook = _python(_NOTEBOOK.format(repo=REPO, model=str(tmp_path / "user.keras"),
+                                      arrays=str(tmp_path / "arrays.npz"),
+                                      workdir=str(tmp_path / "api"), options=options), env)
+  light = _python(_PIPELINE_FIRST.format(repo=REPO), env)
   cli = run_cli(["--dataset=mnist", "--max_train_examples=600", f"--baseline_path={tmp_path}/"
                  "user.keras", "--prune", *(f"--{k}={v}" for k, v in options.items()),
                  f"--workdir={tmp_path}/cli"], cwd=REPO)
   assert cli.returncode == 0, cli.stderr[-2000:]
-  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-  env["PYTHONPATH"] = REPO
-  procs = {}
-  for first_import in (True, False):
-    code = _NOTEBOOK.format(repo=REPO, pipeline_first=first_import, model=str(tmp_path / "user.keras"),
-                            arrays=str(tmp_path / "arrays.npz"),
-                            workdir=str(tmp_path / f"api_{first_import}"), options=options)
-    procs[first_import] = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                           text=True)
-  for first_import, proc in procs.items():
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    seen = json.loads(out.strip().splitlines()[-1])
-    assert seen["tf_keras_module"].startswith("keras.src"), seen  # Keras 3 before and after.
-    assert seen["env"] is None and seen["result_module"].startswith("keras.src"), seen
-  reports = {n: json.loads((tmp_path / n / "report.json").read_text())
-             for n in ("cli", "api_True", "api_False")}
-  for name in ("api_True", "api_False"):
-    a, c = reports[name], reports["cli"]
-    for part in ("baseline", "pruned"):
-      for field in ("test_accuracy", "params", "macs"):
-        assert a[part][field] == c[part][field], (name, part, field)
-    assert a["pruned"]["sparsity"] == c["pruned"]["sparsity"]
-    assert a["baseline"]["head"] == c["baseline"]["head"]
-    assert [(e["name"], e["test_accuracy"], e["gate"]) for e in a["exports"]] == [
-        (e["name"], e["test_accuracy"], e["gate"]) for e in c["exports"]]
+  seen = _result(notebook)
+  assert seen["before"].startswith("keras.src") and seen["after"].startswith("keras.src"), seen
+  assert seen["env"] is None and seen["result_module"].startswith("keras.src"), seen
+  seen = _result(light)
+  assert seen == {"after": seen["after"], "env": None, "tf_mot_loaded": True}, seen
+  assert seen["after"].startswith("keras.src"), seen  # Keras 3, not tf_keras.
+  a, c = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("api", "cli"))
+  for part in ("baseline", "pruned"):
+    for field in ("test_accuracy", "params", "macs"):
+      assert a[part][field] == c[part][field], (part, field)
+  assert a["pruned"]["sparsity"] == c["pruned"]["sparsity"]
+  assert a["baseline"]["head"] == c["baseline"]["head"]
+  assert [(e["name"], e["test_accuracy"], e["gate"]) for e in a["exports"]] == [
+      (e["name"], e["test_accuracy"], e["gate"]) for e in c["exports"]]

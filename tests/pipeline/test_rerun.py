@@ -95,3 +95,18 @@ def test_killed_during_export_the_rerun_redoes_export_only(tmp_path):
   assert [e["name"] for e in report["exports"]] == [
       "baseline_float32", "pruned_float32", "pruned_float32_sparse"]
   assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_a_baseline_file_changed_in_place_is_another_command(tmp_path):
+  """The same flags over an interrupted run whose --baseline_path file has been trained again
+  since: refused (its contents are part of the command), before TensorFlow loads."""
+  from conftest import assert_message, run_cli  # pylint: disable=g-import-not-at-top
+  model = tmp_path / "mine.keras"
+  model.write_bytes(b"trained again since")
+  staging = tmp_path / "run.incomplete"
+  staging.mkdir()
+  (staging / "flags.txt").write_text(f"--baseline_path={model}\n--baseline_path_sha256=0123\n")
+  proc = run_cli([f"--baseline_path={model}", f"--workdir={tmp_path}/run"], cwd=REPO)
+  assert proc.returncode == 2
+  assert_message(proc.stderr.strip().splitlines()[-1], f"error: --workdir={tmp_path}/run:",
+                 "interrupted run of another command", "--baseline_path_sha256", "--restart")
