@@ -24,11 +24,22 @@ _CONVERTER_NOISE = ("Found untraced functions", "Assets written to", "Sharding c
                     "triggered tf.function retracing")
 
 
+# TF-MOT's expected warnings during clustering and quantization-aware training, from any
+# logger (the report explains them): CQAT trains centroids, not kernels; it leaves unclustered
+# layers and layers without zeros as they are.
+_TFMOT_NOISE = ("Gradients do not exist for variables", "does not contain zero weights, so "
+                "apply CQAT", "No clustering performed on layer", "Too many centroids")
+
+
 class _ConsoleFilter(py_logging.Filter):
 
   def filter(self, record):
-    return not (record.name.startswith("tensorflow") and record.levelno < py_logging.ERROR
-                and any(n in record.getMessage() for n in _CONVERTER_NOISE))
+    if record.levelno >= py_logging.ERROR:
+      return True
+    message = record.getMessage()
+    return not ((record.name.startswith("tensorflow") and
+                 any(n in message for n in _CONVERTER_NOISE)) or
+                any(n in message for n in _TFMOT_NOISE))
 
 
 @contextlib.contextmanager

@@ -86,6 +86,14 @@ class Config:
   distill_alpha: float = 0.5
   distill_temperature: float = 1.0
 
+  # Clustering and quantization-aware training (pipeline/collab/).
+  cluster: int = 0  # Distinct values per clustered kernel (TF-MOT cluster_weights); 0 = off.
+  cluster_per_channel: bool = False  # N values per output channel instead of per kernel.
+  cluster_epochs: int = 2  # Fine-tuning epochs of the centroids.
+  quantize_aware: bool = False  # A last quantization-aware fine-tune; int8 files come from it.
+  qat_epochs: int = 2
+  qat_learning_rate: float = 1e-5
+
   # Analysis.
   sensitivity: bool = False  # Per-layer pruning curves of the baseline (planning/sensitivity.py).
 

@@ -29,6 +29,8 @@ from pipeline import report as report_lib
 from pipeline import rules
 from pipeline import config as config_lib
 from pipeline.config import Config
+from pipeline.collab import cluster as cluster_lib
+from pipeline.collab import qat as qat_lib
 from pipeline.models import architectures as models_lib
 from pipeline.models import distill as distill_lib
 from pipeline.models import heads
@@ -130,6 +132,7 @@ def _check_model(cfg: Config, model) -> None:
     structured_lib.check_criterion(model, cfg.structured_criterion)
   speed_target.check(model, cfg)
   blocks_lib.check(model, cfg)
+  cluster_lib.check(model, cfg)
   arm_stage.preflight(cfg)
   if cfg.prune:
     patterns.check_model(model, cfg)
@@ -215,28 +218,17 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   data, seconds = prep.data, progress.seconds()
   with strategy.scope():
     trained = training.train(cfg, prep, wd, con, seconds, progress)
-  # Exported from the files the training stages saved, outside any strategy: plain models.
-  baseline = progress_lib.load_model(os.path.join(wd, "baseline.keras"))
-  outputs = {"baseline": data_lib.predict(baseline, data.test)}
-  baseline_row = baseline_stage.row(baseline, trained.fit, outputs["baseline"], data, prep,
-                                    cfg)
-  baseline_row["training"] = dict(
-      cluster.describe(cfg.batch_size, data.train.shard_by, strategy.num_replicas_in_sync),
-      final_weights_sha256=trained.digest)
-  models, final, pruned_row = {"baseline": baseline}, baseline, None
-  if trained.pruned_row is not None:
-    final = progress_lib.load_model(os.path.join(wd, "pruned.keras"))
-    models["pruned"] = final
-    outputs["pruned"] = data_lib.predict(final, data.test)
-    pruned_row = _pruned_row(final, trained.pruned_row, trained.pruned_layers,
-                             outputs["pruned"], data, prep.head)
+  models, outputs, baseline_row, pruned_row = _trained_models(cfg, prep, trained, wd, strategy,
+                                                              cluster)
+  final = models.get("pruned", models["baseline"])
   pruned_layers = trained.pruned_layers
   progress.start("export")  # Export and what follows run again in a resumed run.
   rows = measure_lib.export_and_measure(
-      models, _export_plan(cfg, pruned_row is not None), outputs,
-      {"pruned": pruned_layers} if pruned_row else {}, data, os.path.join(wd, "tflite"),
-      head=prep.head, int8_io=cfg.int8_io, runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs,
-      bounds=bounds_of(cfg), console=con, seconds=seconds)
+      models, _export_plan(cfg, pruned_row is not None, "qat" in models), outputs,
+      {"pruned": pruned_layers, "qat": qat_lib.wrapped_names(pruned_layers)} if pruned_row
+      else {}, data, os.path.join(wd, "tflite"), head=prep.head, int8_io=cfg.int8_io,
+      runs=cfg.benchmark_runs, warmup_runs=cfg.benchmark_warmup_runs, bounds=bounds_of(cfg),
+      console=con, seconds=seconds)
   if pruned_row:
     if cfg.sparsity_m_by_n or cfg.block_size:
       pruned_row["pattern"] = measure_lib.check_patterns(rows, pruned_layers, cfg)
@@ -254,6 +246,35 @@ def _stages(cfg: Config, prep: Prepared, flags_text: str, wd: str,
   return report
 
 
+def _trained_models(cfg: Config, prep: Prepared, trained, wd: str, strategy,
+                    cluster: distribute.Cluster):
+  """({name: model}, {name: test outputs}, baseline row, pruned row or None): the models the
+  training stages saved (baseline, pruned, the quantization-aware copy), loaded outside any
+  strategy as plain models, with their report rows."""
+  data = prep.data
+  models = {"baseline": progress_lib.load_model(os.path.join(wd, "baseline.keras"))}
+  outputs = {"baseline": data_lib.predict(models["baseline"], data.test)}
+  baseline_row = baseline_stage.row(models["baseline"], trained.fit, outputs["baseline"], data,
+                                    prep, cfg)
+  baseline_row["training"] = dict(
+      cluster.describe(cfg.batch_size, data.train.shard_by, strategy.num_replicas_in_sync),
+      final_weights_sha256=trained.digest)
+  if trained.pruned_row is None:
+    return models, outputs, baseline_row, None
+  models["pruned"] = progress_lib.load_model(os.path.join(wd, "pruned.keras"))
+  if trained.qat:  # Rebuilt from the float model it was fine-tuned from, and its weights.
+    models["qat"] = qat_lib.load(models["pruned"], os.path.join(wd, qat_lib.WEIGHTS),
+                                 bool(trained.pruned_layers), bool(cfg.cluster))
+  for name in ("pruned", "qat") if trained.qat else ("pruned",):
+    outputs[name] = data_lib.predict(models[name], data.test)
+  pruned_row = _pruned_row(models["pruned"], trained.pruned_row, trained.pruned_layers,
+                           outputs["pruned"], data, prep.head)
+  if trained.qat:
+    pruned_row["qat"]["test_accuracy"] = verify_lib.top1_accuracy(outputs["qat"],
+                                                                  data.test.labels, prep.head)
+  return models, outputs, baseline_row, pruned_row
+
+
 def _pruned_row(model, fields: dict, pruned_layers, outputs, data, head: Head) -> dict:
   """The report's pruned row: the pruning stages' fields, sparsity, accuracy, size (the model
   is wd/pruned.keras)."""
@@ -265,11 +286,13 @@ def _pruned_row(model, fields: dict, pruned_layers, outputs, data, head: Head) -
   return row
 
 
-def _export_plan(cfg: Config, pruned: bool) -> dict:
+def _export_plan(cfg: Config, pruned: bool, qat: bool = False) -> dict:
   """{model: (formats, also sparse-encoded)}: the baseline as float32 (the reference) and the
-  pruned model in every --export_formats; the baseline in all of them when nothing is pruned."""
+  pruned model in every --export_formats (and its quantization-aware copy as int8, beside the
+  post-training int8 file); the baseline in all of them when nothing is pruned."""
   if pruned:
-    return {"baseline": (("float32",), False), "pruned": (cfg.export_formats, cfg.prune)}
+    plan = {"baseline": (("float32",), False), "pruned": (cfg.export_formats, cfg.prune)}
+    return dict(plan, qat=(("int8",), cfg.prune)) if qat else plan
   return {"baseline": (tuple(dict.fromkeys(("float32",) + cfg.export_formats)), False)}
 
 

@@ -85,6 +85,11 @@ VALUES: Dict[str, Tuple[Callable, str]] = {
     "channel_multiple": _range(1),
     "remove_blocks": _range(0),
     "calibration_examples": _range(1),
+    "cluster": ((lambda n: n == 0 or 2 <= n <= 255),
+                "must be 0 (off) or 2..255: distinct values per kernel (int8 holds 256)"),
+    "cluster_epochs": _range(1),
+    "qat_epochs": _range(1),
+    "qat_learning_rate": _range(0.0),
     "distill_alpha": _range(0.0, 1.0),
     "distill_temperature": _range(1e-3),
     "export_formats": ((lambda fs: bool(fs) and all(f in config_lib.EXPORT_FORMATS for f in fs)),
@@ -147,6 +152,7 @@ def check(cfg: Config) -> None:
                     "models, and each worker would time its own; with --strategy=multi_worker "
                     "use --structured_rate (or plan it in a one-worker run first)")
   _check_distill(cfg)
+  _check_collab(cfg)
   if cfg.latency_table and not cfg.target_speedup:
     raise FlagError("latency_table", cfg.latency_table, "is read only with --target_speedup")
   if cfg.prune:
@@ -196,6 +202,31 @@ def _check_distill(cfg: Config) -> None:
                     "--structured_rate, --target_speedup or --remove_blocks")
   if cfg.distill and cfg.fine_tune_epochs == 0:
     raise FlagError("distill", True, "has no fine-tuning to teach with --fine_tune_epochs=0")
+
+
+def _check_collab(cfg: Config) -> None:
+  """Clustering and quantization-aware training flags that do not go together."""
+  for flag, needs, what in (("cluster_per_channel", "cluster", "--cluster=N"),
+                            ("cluster_epochs", "cluster", "--cluster=N"),
+                            ("qat_epochs", "quantize_aware", "--quantize_aware"),
+                            ("qat_learning_rate", "quantize_aware", "--quantize_aware")):
+    value = getattr(cfg, flag)
+    if value != getattr(Config, flag) and not getattr(cfg, needs):
+      raise FlagError(flag, f"{value:g}" if isinstance(value, float) else value,
+                      f"is read only with {what}; add it")
+  if cfg.quantize_aware and "int8" not in cfg.export_formats:
+    raise FlagError("quantize_aware", True, "makes the full-int8 file from the "
+                    "quantization-aware model; add int8 to --export_formats (now "
+                    f"{','.join(cfg.export_formats)})")
+  prunes = cfg.prune or cfg.structured_rate > 0 or cfg.target_speedup or cfg.remove_blocks
+  for flag in ("cluster", "quantize_aware"):
+    if getattr(cfg, flag) and not prunes:
+      raise FlagError(flag, getattr(cfg, flag), "works on the pruned model; add --prune, "
+                      "--structured_rate, --target_speedup or --remove_blocks")
+  if (cfg.cluster or cfg.quantize_aware) and cfg.fine_tune_epochs == 0:
+    flag = "cluster" if cfg.cluster else "quantize_aware"
+    raise FlagError(flag, getattr(cfg, flag), "fine-tunes the pruned model, which "
+                    "--fine_tune_epochs=0 has not trained; give it epochs")
 
 
 def _check_schedule(cfg: Config) -> None:

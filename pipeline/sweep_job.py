@@ -191,7 +191,7 @@ def _timed_rows(cfg: Config, base_report: dict, reports: dict,
   for s, u in points:
     r = reports[point_name(s, u)]
     entries += [(point_name(s, u), s, u, e, r["pruned"]) for e in r["exports"]
-                if e["model"] == "pruned"]
+                if e["model"] in ("pruned", "qat")]  # qat: --quantize_aware's int8 files.
   # Report paths are relative to their run directory.
   files = {f"{p}/{e['name']}": os.path.join(cfg.workdir, p, e["path"])
            for p, _, _, e, _ in entries}

@@ -20,6 +20,7 @@ LAYERS = (
     ("pipeline.data",),
     ("pipeline.models",),
     ("pipeline.structured", "pipeline.unstructured"),
+    ("pipeline.collab",),
     ("pipeline.planning",),
     ("pipeline.report",),
     ("pipeline.stages",),

@@ -23,9 +23,10 @@ from pipeline.flags import export as export_flags
 from pipeline.flags import output as output_flags
 from pipeline.flags import distribute as distribute_flags
 from pipeline.flags import distill as distill_flags
+from pipeline.flags import collab as collab_flags
 
 TOPICS = (data_flags, model_flags, unstructured_flags, structured_flags, rates_flags,
-          distill_flags, export_flags, output_flags, distribute_flags)
+          distill_flags, collab_flags, export_flags, output_flags, distribute_flags)
 # Each flag's own value rule (rules.VALUES, which the Python API checks too): at parse time.
 for _name, (_test, _words) in rules.VALUES.items():
   flags.register_validator(_name, lambda v, test=_test: v is None or test(v), _words)

@@ -19,7 +19,13 @@ def pruned_weight(layer):
     w = getattr(layer, attr, None)
     if w is not None:  # A variable has no truth value.
       return w
-  return None
+  if getattr(layer, "layer", None) is None:
+    return None
+  # A quantize wrapper (quantization-aware training): its layer's kernel attribute is a
+  # fake-quantized tensor while it is wrapped; the variable itself is among the wrapper's.
+  by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+  return next((by_name[a] for a in ("pointwise_kernel", "kernel", "depthwise_kernel")
+               if a in by_name), None)
 
 
 def kernel_of(layer):

@@ -239,7 +239,8 @@ def _pruned(report: dict, b: dict, p: dict) -> List[str]:
                  "graph " + ("qualifies (TF-MOT's PruneForLatencyOnXNNPack accepts it)."
                              if graph["qualifies"] else f"does not qualify: {graph['reason']}."))
   return lines + _rates(report["config"], p) + sections.budget_lines(p.get("budget")) + (
-      _unstructured(report["config"], p)) + sections.distill_lines(p)
+      _unstructured(report["config"], p)) + sections.collab_lines(p, report["exports"]) + (
+          sections.distill_lines(p))
 
 
 def _rates(cfg: dict, p: dict) -> List[str]:

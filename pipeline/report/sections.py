@@ -248,3 +248,32 @@ def ship_lines(report: dict, near_chance: bool = False) -> List[str]:
     out.append("(The baseline is near chance, see the warning at the top: files within a point "
                "of it are no better, so this recommendation means little.)")
   return out
+
+
+def collab_lines(p: dict, exports: Sequence[dict]) -> List[str]:
+  """Clustering's values and zeros per layer, and quantization-aware training's int8 file
+  beside the post-training one from the same float model (pipeline/collab/)."""
+  out = []
+  c = p.get("cluster")
+  if c:
+    per = "output channel" if c["per_channel"] else "kernel"
+    out.append(f"Clustering (TF-MOT, k-means++, zeros kept): {c['clusters']} values per {per}; "
+               + ", ".join(f"{n} {v['distinct']} distinct, {pct(v['zeros'])} zeros"
+                           for n, v in c["layers"].items())
+               + f"; test accuracy after it {pct(c['test_accuracy'])}"
+               + "".join(f"; left whole: {n}: {why}" for n, why in c["skipped"].items()) + ".")
+  q = p.get("qat")
+  if q:
+    by_name = {e["name"]: e for e in exports}
+    both = [n for n in ("qat_int8", "pruned_int8") if n in by_name]
+    side = " against ".join(f"{n} {pct(by_name[n]['test_accuracy'])} "
+                            f"({by_name[n]['gzip_ratio']:.1f}x smaller)" for n in both)
+    out.append(f"Quantization-aware training ({q['scheme']}, {q['epochs']} epoch(s) at "
+               f"{q['learning_rate']:g}): the Keras model it left {pct(q['test_accuracy'])}; "
+               f"int8 files: {side} (qat_int8 from it, pruned_int8 quantized after training "
+               "from the float model). The quantization-aware model stays in tf_keras (qat.keras;"
+               " its quantize wrappers have no Keras 3 counterpart): a Keras 3 file, where "
+               "written, is the float model.")
+    for n, why in q["output_only"].items():
+      out.append(f"- only the output quantized: {n}: {why}")
+  return out

@@ -1,6 +1,8 @@
 """The pruning stages, in order: "blocks" (--remove_blocks), "structured" (--structured_rate,
-or a --target_speedup plan), "prune" (TF-MOT, --prune) and "budget" (--max_accuracy_drop).
-Each takes the model the one before left; `run` chains them and gathers the report fields."""
+or a --target_speedup plan), "prune" (TF-MOT, --prune), "budget" (--max_accuracy_drop) and
+"cluster" (--cluster); then "qat" (--quantize_aware), which leaves a second model, the
+quantization-aware copy the int8 file qat_int8 comes from. Each takes the float model the one
+before left; `run` chains them and gathers the report fields."""
 
 import dataclasses
 import os
@@ -11,6 +13,8 @@ from pipeline import data as data_lib
 from pipeline.config import Config
 from pipeline.models import train as train_lib
 from pipeline.stages import progress as progress_lib
+from pipeline.collab import cluster as cluster_lib
+from pipeline.collab import qat as qat_lib
 from pipeline.planning import budget as budget_lib
 from pipeline.planning import layer_rates
 from pipeline.planning import speed_target
@@ -58,6 +62,10 @@ def run(baseline, data: data_lib.Dataset, cfg: Config, wd: str, con: console_lib
       result, row["budget"] = _decoded(final, fields["result"]), fields["fields"]
     row.update(best_epoch=result.fit.best_epoch, val_accuracy=result.fit.best_val_accuracy,
                layer_rates=result.layer_rates, schedule=dataclasses.asdict(result.schedule))
+  if cfg.cluster:
+    final, row["cluster"] = once("cluster", lambda: _cluster(final, data, cfg, wd, con, seconds))
+  if cfg.quantize_aware:
+    row["qat"] = _qat_once(final, data, cfg, wd, con, seconds, bool(pruned_layers), progress)
   return final, row, pruned_layers
 
 
@@ -133,3 +141,36 @@ def _budget(baseline, result, data, cfg: Config, wd: str, con, seconds: dict):
             "baseline_val_accuracy": found.baseline_val_accuracy, "path": found.path,
             "stopped": found.stopped}
   return found.model, {"result": _encoded(result)[1], "fields": fields}
+
+
+def _cluster(model, data, cfg: Config, wd: str, con, seconds: dict):
+  with con.stage("cluster", seconds) as info:
+    c = cluster_lib.cluster(model, data, cfg, wd, [console_lib.epoch_bar(con, "cluster")])
+    kept = cluster_lib.describe(c.model, c.layers, cfg.cluster_per_channel)
+    info["summary"] = (f"{cfg.cluster} values per {'channel' if cfg.cluster_per_channel else 'kernel'}"
+                       f" on {', '.join(c.layers)}, kept epoch {c.fit.best_epoch or '-'}")
+  return c.model, {"clusters": cfg.cluster, "per_channel": cfg.cluster_per_channel,
+                   "layers": kept, "skipped": c.skipped, "best_epoch": c.fit.best_epoch,
+                   "val_accuracy": c.fit.best_val_accuracy,
+                   "test_accuracy": train_lib.evaluate(c.model, data.test)}
+
+
+def _qat_once(model, data, cfg: Config, wd: str, con, seconds: dict, pruned: bool, progress):
+  """The "qat" stage: its weights in wd/qat.weights.npz (qat_lib.save), its report fields in
+  the stage log; read back, not run, where it finished before."""
+  if progress is not None and progress.done("qat"):
+    return progress.result("qat")
+  if progress is not None:
+    progress.start("qat")
+  with con.stage("qat", seconds) as info:
+    q = qat_lib.quantize_aware(model, data, cfg, wd, pruned, bool(cfg.cluster),
+                               [console_lib.epoch_bar(con, "qat")])
+    info["summary"] = (f"{q.scheme}, {cfg.qat_epochs} epoch(s) at {cfg.qat_learning_rate:g}, "
+                       f"kept epoch {q.fit.best_epoch or '-'}")
+  qat_lib.save(q.model, os.path.join(wd, qat_lib.WEIGHTS))
+  fields = {"scheme": q.scheme, "epochs": cfg.qat_epochs, "learning_rate": cfg.qat_learning_rate,
+            "output_only": q.output_only, "best_epoch": q.fit.best_epoch,
+            "val_accuracy": q.fit.best_val_accuracy}
+  if progress is not None:
+    progress.record("qat", fields, [qat_lib.WEIGHTS], seconds.get("qat"))
+  return fields

@@ -33,6 +33,7 @@ class Trained:
   pruned_row: Optional[dict]
   pruned_layers: list
   digest: str = ""  # sha256 of the final model's weights: equal on every worker.
+  qat: bool = False  # --quantize_aware left qat.keras, the quantization-aware copy.
 
 
 def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
@@ -75,10 +76,11 @@ def train(cfg: Config, prep, wd: str, con: console_lib.Console, seconds: dict,
   digest = hashlib.sha256(b"".join(w.tobytes() for w in final.get_weights())).hexdigest()
   if final is baseline:
     return Trained(fit, None, [], digest)
-  last = [s for s in ("blocks", "structured", "prune", "budget") if progress.done(s)][-1]
+  last = [s for s in ("blocks", "structured", "prune", "budget", "cluster")
+          if progress.done(s)][-1]
   with open(os.path.join(wd, f"{last}.keras"), "rb") as f:  # pruned.keras: the user's name.
     workdir_lib.atomic_write(os.path.join(wd, "pruned.keras"), f.read())
-  return Trained(fit, row, pruned_layers, digest)
+  return Trained(fit, row, pruned_layers, digest, progress.done("qat"))
 
 
 def taught(cfg: Config, data: data_lib.Dataset, teacher_model) -> data_lib.Dataset:

@@ -29,6 +29,11 @@ from pipeline.config import FlagError
     (dict(distill=True), "distill", True),
     (dict(prune=True, distill_alpha=0.9), "distill_alpha", "0.9"),
     (dict(distill=True, prune=True, schedule="one_shot", fine_tune_epochs=0), "distill", True),
+    (dict(prune=True, quantize_aware=True, export_formats=("float32",)), "quantize_aware", True),
+    (dict(quantize_aware=True), "quantize_aware", True),
+    (dict(prune=True, cluster=8, schedule="one_shot", fine_tune_epochs=0), "cluster", 8),
+    (dict(prune=True, cluster_per_channel=True), "cluster_per_channel", True),
+    (dict(prune=True, qat_epochs=3), "qat_epochs", 3),
 ])
 def test_a_bad_combination_names_its_flag_and_value(overrides, flag, value):
   with pytest.raises(FlagError) as e:
@@ -62,3 +67,18 @@ def test_the_rules_and_flags_load_without_tensorflow():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=REPO), check=True).stdout
   assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("overrides, text", [
+    (dict(cluster=256), "--cluster=256: must be 0 (off) or 2..255"),
+    (dict(cluster=1), "--cluster=1: must be 0 (off) or 2..255"),
+    (dict(pruning_rate=1.0), "--pruning_rate=1.0: must be in [0, 1)"),
+    (dict(schedule="cosine"), "--schedule=cosine: must be one of: polynomial, constant"),
+    (dict(export_formats=("float32", "int4")), "--export_formats=float32,int4: must be a "
+     "comma-separated list"),
+])
+def test_each_flags_value_rule_is_one_table_the_cli_and_the_api_share(overrides, text):
+  with pytest.raises(FlagError) as e:
+    rules.check_values(small_config(**overrides))
+  assert str(e.value).startswith(text), str(e.value)
+  rules.check_values(small_config())  # The defaults pass.
