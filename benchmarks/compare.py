@@ -225,6 +225,7 @@ def main(argv):
     from export import cpu  # pylint: disable=g-import-not-at-top
     from export import verify
     from pipeline.models import heads
+    from pipeline.collab import qat as qat_lib
   try:
     with con.stage("data"):
       prep = job.preflight(dataclasses.replace(cfg, prune=False))
@@ -255,10 +256,17 @@ def main(argv):
                                                       stage_seconds, plan=target)
     seconds[name] = round(sum(stage_seconds.values()), 2)
     labels[name] = label
+    if rcfg.quantize_aware:  # Its quantization-aware copy: the int8 files beside PTQ's.
+      built[f"{name}_qat"] = qat_lib.load(built[name], os.path.join(wd, qat_lib.WEIGHTS),
+                                          bool(pruned_layers[name]), bool(rcfg.cluster))
+      pruned_layers[f"{name}_qat"] = qat_lib.wrapped_names(pruned_layers[name])
+      labels[f"{name}_qat"] = f"{label} (quantization-aware int8)"
   outputs = {n: data_lib.predict(m, data.test) for n, m in built.items()}
   plan = {"baseline": (("float32",), False), "tfmot_tutorial": (("float32",), False),
           "pruned": (ALL_FORMATS, True), "edge": (("float32", "dynamic_int8", "int8"), False),
-          **{n: (c.export_formats, c.prune) for n, (_, c, _) in record_plans.items()}}
+          **{n: (c.export_formats, c.prune) for n, (_, c, _) in record_plans.items()},
+          **{f"{n}_qat": (("int8",), c.prune) for n, (_, c, _) in record_plans.items()
+             if c.quantize_aware}}
   rows = [r.to_json() for r in measure.export_and_measure(
       built, plan, outputs, pruned_layers, data, os.path.join(out_dir, "tflite"),
       head=heads.read(built["baseline"]), int8_io=cfg.int8_io, runs=cfg.benchmark_runs,

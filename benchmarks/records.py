@@ -101,5 +101,5 @@ def verdict(rec: Record, rows: Sequence[dict], baseline_accuracy: float, label: 
 def verdicts(plans: Dict[str, tuple], rows: Sequence[dict], baseline_accuracy: float
              ) -> List[str]:
   """One line per record variant, in `plans`' order (see `variants`)."""
-  return [verdict(rec, [r for r in rows if r["model"] == name], baseline_accuracy, label)
-          for name, (label, _, rec) in plans.items()]
+  return [verdict(rec, [r for r in rows if r["model"] in (name, f"{name}_qat")],
+                  baseline_accuracy, label) for name, (label, _, rec) in plans.items()]
